@@ -1,0 +1,43 @@
+# The README's two commands: `make demo` (run the whole job locally) and `make test`.
+# Both set themselves up on a fresh machine: venv, Python deps, Kafka jars, Redis, topics.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: venv lint test demo stack-up stack-down clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Lint, then the stack (fresh broker data), then pytest. The stack comes down even when
+# tests fail, and the exit code is pytest's.
+test: lint
+	@$(BIN)/m2e-sync stack up --fresh || { $(BIN)/m2e-sync stack down; exit 1; }
+	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
+	  $(BIN)/m2e-sync stack down; exit $$status
+
+demo: venv
+	$(BIN)/m2e-sync demo
+
+stack-up: venv
+	$(BIN)/m2e-sync stack up
+
+stack-down: venv
+	$(BIN)/m2e-sync stack down
+
+clean: stack-down
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

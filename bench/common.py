@@ -1,0 +1,167 @@
+"""What the benchmarks share: topics, a bare-consumer baseline, a fast sink, a timed run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shared.bootstrap import build_parts
+from shared.config import load_settings
+from shared.service import Service
+
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+class Sink:
+    """The fastest possible M2E: answers 200 at once, counts requests and items per route."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.routes: Counter[str] = Counter()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else {}
+        route = f"{request.method} {request.url.path.split('/api/v1/api', 1)[-1]}"
+        self.routes[route] += 1
+        if route == "POST /catalog/product/find/":
+            return httpx.Response(200, json={"list": [], "total": 0})
+        items = body if isinstance(body, list) else next(iter(body.values()), [])
+        self.sizes.append(len(items))
+        key = {"POST": "created", "DELETE": "deleted"}.get(request.method, "updated")
+        return httpx.Response(200, json={key: len(items)})
+
+
+async def make_topic(base: str, partitions: int = 4) -> str:
+    name = f"bench.{uuid.uuid4().hex[:8]}.{base}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(n, partitions, 1) for n in (name, name + ".results", name + ".dlq")]
+        )
+    finally:
+        await admin.close()
+    return name
+
+
+async def produce(topic: str, messages: Any) -> int:
+    """Publish (key, value-bytes) pairs; returns how many."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    futures: list[Any] = []
+    n = 0
+    try:
+        for key, value in messages:
+            futures.append(await producer.send(topic, value, key=key))
+            n += 1
+            if len(futures) >= 20_000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return n
+
+
+async def baseline(topic: str, n: int) -> float:
+    """msg/s of a bare aiokafka consumer reading the topic: the ceiling on this machine."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=BOOTSTRAP,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 << 20,
+        fetch_max_bytes=32 << 20,
+    )
+    await consumer.start()
+    seen = 0
+    started = time.perf_counter()
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            seen += sum(len(records) for records in batch.values())
+    finally:
+        await consumer.stop()
+    return n / (time.perf_counter() - started)
+
+
+async def committed_total(group: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(m.offset for tp, m in offsets.items() if tp.topic == topic and m.offset > 0)
+
+
+async def run_worker(
+    service: Service,
+    topic: str,
+    n: int,
+    creds: Path,
+    *,
+    limited: bool,
+    seconds: float | None = None,
+    rate: int = 20,
+    transport: Callable[[httpx.Request], httpx.Response] | None = None,
+) -> tuple[float, Sink]:
+    """Run a worker until `n` offsets are committed (or for `seconds`).
+
+    Returns the seconds from the first consumed message to the last commit, and the sink
+    as it was before shutdown began (the drain is not backlog)."""
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(
+        kafka_bootstrap_servers=BOOTSTRAP,
+        m2e_base_url="http://sink.local/api/v1/api",
+        m2e_credentials_file=creds,
+        kafka_input_topic=topic,
+        kafka_group_id=group,
+        rate_limit_enabled=limited,
+        rate_limit_requests=rate,
+        rate_limit_period_s=1.0,
+        commit_interval_ms=100,
+        max_pending_items=100_000,
+        log_level="WARNING",
+    )
+    sink = Sink()
+    parts = build_parts(service, settings, transport=httpx.MockTransport(transport or sink))
+    consumed = parts.metrics.consumed.labels(service.name, topic)
+    await parts.worker.start()
+    try:
+        while consumed._value.get() == 0:  # the group join is not pipeline time
+            await asyncio.sleep(0.005)
+        started = time.perf_counter()
+        if seconds is not None:
+            await asyncio.sleep(seconds)
+        else:
+            while await committed_total(group, topic) < n:
+                await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        snapshot = Sink()
+        snapshot.sizes, snapshot.routes = list(sink.sizes), Counter(sink.routes)
+    finally:
+        await parts.worker.stop()
+        await parts.client.aclose()
+    return elapsed, snapshot
+
+
+def credentials(tmp: Path, accounts: list[str]) -> Path:
+    path = tmp / "creds.yaml"
+    path.write_text("".join(f"{a}: token-{i % 2}\n" for i, a in enumerate(accounts)))
+    return path

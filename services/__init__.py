@@ -1,0 +1,1 @@
+"""One package per worker, plus the M2E sandbox."""

@@ -1,0 +1,257 @@
+"""order-poller: `order-poll-ticks` → paged `POST /order/find/` → `orders`.
+
+Ticks for one (channel, account) that arrive while a poll runs or waits collapse into one
+poll (the earliest `since` wins). A poll re-reads from `cursor − overlap` (7 days by
+default), so status changes of recent orders are seen; with no cursor yet it reads back
+`ORDER_INITIAL_LOOKBACK_DAYS`; a tick's `since` forces a backfill from then. Pages are
+sorted by `sale_date` and follow `_result` (offset, limit) until the total; each page
+takes one token of the account's rate budget.
+
+Exactly once on the Kafka side: the new or changed orders (by content hash) and the new
+cursor are published in one Kafka transaction; consumers of `orders` reading with
+`isolation_level=read_committed` see each (order, content) once. A stable transactional id
+fences a killed predecessor, whose open transaction is aborted. On start, the cursors are
+read back from their compacted topic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Set
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import ValidationError
+
+from services.order_poller.models import Cursor, OrderRecord, TickEvent
+from shared.coalescer import MergeRule, Payload
+from shared.m2e.client import M2EClient
+from shared.metrics import Metrics
+from shared.service import (
+    Decoded,
+    Headers,
+    InvalidMessage,
+    ItemOutcome,
+    check_account,
+    check_key,
+    describe,
+)
+from shared.topics import INPUT_TOPICS, partitions_of
+
+log = logging.getLogger("m2e_sync.order_poller")
+OPERATION = "poll"
+PAGE = 100
+
+
+def merge_ticks(older: Payload, newer: Payload) -> tuple[Payload, bool]:
+    """Ticks collapse: one poll serves them all; the earliest backfill `since` wins."""
+    since = [s for s in (older.get("since"), newer.get("since")) if s]
+    return {**newer, "since": min(since) if since else None}, False
+
+
+def content_hash(order: Mapping[str, Any]) -> str:
+    return hashlib.blake2b(json.dumps(order, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class OrderPoller:
+    name = "order-poller"
+    input_topic = INPUT_TOPICS[3]
+    key_field = "poll"  # results name the poll: "channel:account_token"
+    keeps_messages = False
+    merge_rules: Mapping[str, MergeRule] = {OPERATION: merge_ticks}
+
+    def __init__(
+        self,
+        known_accounts: Set[str],
+        bootstrap_servers: str,
+        *,
+        orders_topic: str,
+        cursor_topic: str,
+        transactional_id: str,
+        overlap: timedelta = timedelta(days=7),
+        initial_lookback: timedelta = timedelta(days=30),
+        kafka: Mapping[str, Any] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._accounts = known_accounts
+        self._bootstrap = bootstrap_servers
+        self._orders_topic = orders_topic
+        self._cursor_topic = cursor_topic
+        self._transactional_id = transactional_id
+        self._overlap = overlap
+        self._lookback = initial_lookback
+        self._kafka = dict(kafka or {})
+        self.metrics = metrics
+        self.cursors: dict[str, Cursor] = {}
+        self._producer: AIOKafkaProducer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.cursors = await self._load_cursors()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            transactional_id=self._transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            **self._kafka,
+        )
+        await (
+            self._producer.start()
+        )  # fences a predecessor with the same id, aborting its transaction
+        log.info("order-poller ready: %d cursors loaded", len(self.cursors))
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def _load_cursors(self) -> dict[str, Cursor]:
+        try:  # a topic created a moment ago may need a moment
+            tps = await partitions_of(self._bootstrap, self._cursor_topic, self._kafka, wait_s=10.0)
+        except ValueError:
+            raise RuntimeError(
+                f"ORDER_CURSOR_TOPIC: the topic {self._cursor_topic} does not exist"
+            ) from None
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            **self._kafka,
+        )
+        await consumer.start()
+        cursors: dict[str, Cursor] = {}
+        try:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            pending = {tp for tp in tps if ends[tp] > 0}
+            while pending:
+                batch = await consumer.getmany(*pending, timeout_ms=1000)
+                for _tp, records in batch.items():
+                    for r in records:
+                        key = r.key.decode()
+                        if r.value is None:
+                            cursors.pop(key, None)
+                        else:
+                            cursors[key] = Cursor.model_validate_json(r.value)
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+        finally:
+            await consumer.stop()
+        return cursors
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, key: bytes | None, value: bytes | None, headers: Headers) -> Decoded:
+        raw_key = key.decode("utf-8", "replace") if key is not None else None
+        if value is None:
+            raise InvalidMessage("a tick cannot be a tombstone", "EmptyValue", None, raw_key)
+        try:
+            tick = TickEvent.model_validate_json(value)
+        except ValidationError as exc:
+            raise InvalidMessage(describe(exc), "ValidationError", None, raw_key) from None
+        account = str(tick.account_token)
+        poll_key = f"{tick.channel}:{account}"
+        check_account(self._accounts, account, poll_key)
+        check_key(raw_key, poll_key, "channel:account_token", account)
+        since = _iso(tick.since) if tick.since is not None else None
+        return Decoded(
+            account, OPERATION, poll_key, {"channel": tick.channel, "since": since}, tick.event_id
+        )
+
+    # ------------------------------------------------------------------ send
+    async def send(
+        self, client: M2EClient, account_token: str, operation: str, payloads: list[Payload]
+    ) -> list[ItemOutcome]:
+        outcomes = []
+        for payload in payloads:
+            published = await self.poll(
+                client, account_token, payload["channel"], payload.get("since")
+            )
+            outcomes.append(ItemOutcome("ok", 200, operation=f"poll:{published}"))
+        return outcomes
+
+    async def poll(self, client: M2EClient, account: str, channel: str, since: str | None) -> int:
+        """One poll of one (channel, account); returns how many orders were published."""
+        assert self._producer is not None, "start() first"
+        key = f"{channel}:{account}"
+        state = self.cursors.get(key) or Cursor(channel=channel, account_token=account)
+        now = datetime.now(UTC)
+        if since is not None:
+            start = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        elif state.cursor is not None:
+            start = state.cursor - self._overlap
+        else:
+            start = now - self._lookback
+        body: dict[str, Any] = {
+            "filters": {"sale_date_from": _iso(start)},
+            "sort": {"field": "sale_date", "direction": "asc"},
+        }
+        changed: list[dict[str, Any]] = []
+        seen = dict(state.seen)
+        latest = state.cursor
+        offset = 0
+        while True:
+            page = await client.find_orders(
+                account, channel, {**body, "_result": {"offset": offset, "limit": PAGE}}
+            )
+            for order in page.list:
+                raw = order.model_dump(mode="json")
+                digest = content_hash(raw)
+                if seen.get(order.token, ("", ""))[0] != digest:
+                    changed.append(raw)
+                seen[order.token] = (digest, raw["sale_date"])
+                if latest is None or order.sale_date > latest:
+                    latest = order.sale_date
+            offset += len(page.list)
+            if not page.list or offset >= page.total:
+                break
+        horizon = _iso((latest or now) - self._overlap)
+        seen = {
+            token: v for token, v in seen.items() if v[1] >= horizon
+        }  # older ones are out of the window
+        cursor = Cursor(
+            channel=channel, account_token=account, cursor=latest, seen=seen, polled_at=now
+        )
+        await self._publish(key, account, channel, changed, cursor, now)
+        self.cursors[key] = cursor
+        if self.metrics is not None:
+            self.metrics.orders_published.labels(self.name, account, channel).inc(len(changed))
+            if latest is not None:
+                self.metrics.cursor_age.labels(self.name, account, channel).set(
+                    time.time() - latest.timestamp()
+                )
+        return len(changed)
+
+    async def _publish(
+        self,
+        key: str,
+        account: str,
+        channel: str,
+        orders: list[dict[str, Any]],
+        cursor: Cursor,
+        now: datetime,
+    ) -> None:
+        assert self._producer is not None
+        async with self._producer.transaction():
+            for order in orders:
+                record = OrderRecord(
+                    account_token=account, channel=channel, order=order, fetched_at=now
+                )
+                await self._producer.send(
+                    self._orders_topic,
+                    record.model_dump_json().encode(),
+                    key=order["token"].encode(),
+                )
+            await self._producer.send(
+                self._cursor_topic, cursor.model_dump_json().encode(), key=key.encode()
+            )

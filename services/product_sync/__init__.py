@@ -1,0 +1,30 @@
+"""product-sync: the company's catalog (M2E- or SAP Anywhere-shaped) to M2E in batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from services.product_sync.mapping import AccountDefaults
+from services.product_sync.service import ProductSync
+from shared.config import ConfigError
+
+
+def load_defaults(path: Path | None) -> dict[str, AccountDefaults]:
+    """PRODUCT_DEFAULTS_FILE: `{account_token or "*": {currency, price, quantity}}`."""
+    if path is None:
+        return {}
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError("PRODUCT_DEFAULTS_FILE must map account tokens (or '*') to defaults")
+    out = {}
+    for account, values in raw.items():
+        try:
+            out[str(account)] = AccountDefaults(**(values or {}))
+        except TypeError as exc:
+            raise ConfigError(f"PRODUCT_DEFAULTS_FILE: {account}: {exc}") from None
+    return out
+
+
+__all__ = ["AccountDefaults", "ProductSync", "load_defaults"]

@@ -1,0 +1,252 @@
+"""Wiring: build a worker's parts from its settings, and the FastStream app around them.
+
+    app = create_app(VariantSync(settings), settings)     # AsgiFastStream
+    run(service, settings)                                 # serve it with uvicorn
+
+FastStream gives the process its lifecycle (start after the broker connects, drain on
+shutdown), the HTTP port with `/metrics`, `/healthz`, `/readyz`, and the AsyncAPI
+document of the worker's topics (`/asyncapi`). The consume loop itself is ours
+(shared.runtime): FastStream's batch subscriber can neither linger across polls nor
+commit per partition only what is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from faststream.specification import AsyncAPI
+from prometheus_client import CollectorRegistry, make_asgi_app
+
+from shared.config import WorkerSettings
+from shared.limiter import (
+    FailoverLimiter,
+    Limiter,
+    LocalLimiter,
+    RatePolicy,
+    RedisLimiter,
+    UnlimitedLimiter,
+    bucket_id,
+)
+from shared.logs import setup_logging
+from shared.m2e.client import CallStats, Credentials, M2EClient, RetryPolicy
+from shared.metrics import Metrics
+from shared.results import Publisher, ResultRecord
+from shared.runtime import Worker
+from shared.service import Service
+
+log = logging.getLogger("m2e_sync.bootstrap")
+
+
+def build_limiter(settings: WorkerSettings, credentials: Credentials, metrics: Metrics) -> Limiter:
+    if not settings.rate_limit_enabled:
+        return UnlimitedLimiter()
+    policy = RatePolicy(
+        settings.rate_limit_requests, settings.rate_limit_period_s, settings.rate_limit_safety
+    )
+
+    def bucket_of(account_token: str) -> str:
+        # The API meters access tokens: accounts that share one share its bucket.
+        return bucket_id(credentials.get(account_token, account_token))
+
+    if settings.redis_url is None:
+        return LocalLimiter(policy, bucket_of)
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(
+        settings.redis_url,
+        password=settings.redis_password.get_secret_value() if settings.redis_password else None,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+    )
+    degraded = metrics.limiter_degraded.labels(metrics.service)
+    return FailoverLimiter(
+        RedisLimiter(redis, policy, bucket_of, prefix=settings.rate_limit_redis_prefix),
+        LocalLimiter(policy, bucket_of, share=1 / settings.expected_replicas),
+        on_change=lambda is_degraded: degraded.set(int(is_degraded)),
+    )
+
+
+def build_client(
+    settings: WorkerSettings,
+    credentials: Credentials,
+    limiter: Limiter,
+    metrics: Metrics,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> M2EClient:
+    service = metrics.service
+
+    def observe(account: str, stats: CallStats) -> None:
+        metrics.api_requests.labels(service, account, stats.endpoint, str(stats.status)).inc()
+        metrics.api_latency.labels(service, stats.endpoint).observe(stats.seconds)
+        metrics.limiter_wait.labels(service, account).observe(stats.limiter_wait_s)
+        if stats.status == 429:
+            metrics.throttled.labels(service, account).inc()
+
+    return M2EClient(
+        settings.m2e_base_url,
+        credentials,
+        limiter,
+        retry=RetryPolicy(
+            settings.m2e_retry_attempts, settings.m2e_retry_base_s, settings.m2e_retry_cap_s
+        ),
+        timeout=httpx.Timeout(settings.m2e_timeout_s, connect=min(5.0, settings.m2e_timeout_s)),
+        transport=transport,
+        observer=observe,
+    )
+
+
+def faststream_security(settings: WorkerSettings) -> BaseSecurity | None:
+    kw = settings.kafka_security()
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = kw.get("ssl_context")
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=ssl_context)
+    kinds = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    kind = kinds[kw["sasl_mechanism"]]
+    return kind(
+        kw["sasl_plain_username"],
+        kw["sasl_plain_password"],
+        ssl_context=ssl_context,
+        use_ssl=protocol == "SASL_SSL",
+    )
+
+
+@dataclass(slots=True)
+class Parts:
+    worker: Worker
+    metrics: Metrics
+    limiter: Limiter
+    client: M2EClient
+
+
+def build_parts(
+    service: Service,
+    settings: WorkerSettings,
+    *,
+    registry: CollectorRegistry | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Parts:
+    credentials = settings.credentials()
+    metrics = Metrics(service.name, registry)
+    if hasattr(service, "metrics"):  # services that record metrics of their own
+        service.metrics = metrics
+    limiter = build_limiter(settings, credentials, metrics)
+    client = build_client(settings, credentials, limiter, metrics, transport)
+    publisher = Publisher.create(
+        settings.kafka_bootstrap_servers,
+        client_id=f"m2e-sync.{service.name}",
+        **settings.kafka_security(),
+    )
+    worker = Worker(service, settings, client, limiter, publisher, metrics)
+    return Parts(worker, metrics, limiter, client)
+
+
+def create_app(
+    service: Service, settings: WorkerSettings, parts: Parts | None = None
+) -> AsgiFastStream:
+    parts = parts or build_parts(service, settings)
+    worker = parts.worker
+    app_log = logging.getLogger("m2e_sync.faststream")
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        logger=app_log,
+        security=faststream_security(settings),
+        client_id=f"m2e-sync.{service.name}.app",
+    )
+    # Declared for the AsyncAPI document: what this worker writes.
+    broker.publisher(
+        worker.results_topic,
+        title=f"{worker.results_topic}:publish",
+        description="One result per input message.",
+        schema=ResultRecord,
+    )
+    broker.publisher(
+        worker.dlq_topic,
+        title=f"{worker.dlq_topic}:publish",
+        description="Original bytes of messages that could not be processed; "
+        "headers error.class, error.message, source.topic/partition/offset.",
+    )
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Any) -> AsgiResponse:
+        return AsgiResponse(b"ok", 200) if worker.alive else AsgiResponse(b"poll loop stalled", 503)
+
+    @get(include_in_schema=False)
+    async def readyz(scope: Any) -> AsgiResponse:
+        if worker.ready:
+            return AsgiResponse(b"ready", 200)
+        return AsgiResponse(b"not assigned", 503)
+
+    async def stop() -> None:
+        await worker.stop()
+        await parts.client.aclose()
+        await parts.limiter.close()
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[
+            ("/metrics", make_asgi_app(parts.metrics.registry)),
+            ("/healthz", healthz),
+            ("/readyz", readyz),
+        ],
+        asyncapi_path="/asyncapi",
+        specification=AsyncAPI(
+            broker,
+            title=f"m2e-sync {service.name}",
+            version="0.1.0",
+            description=f"Consumes `{worker.input_topic}` (schema: schemas/topics/{service.input_topic}.schema.json) "
+            "with its own consume loop; publishes one result per input message and dead letters.",
+        ),
+        logger=app_log,
+        after_startup=[worker.start],
+        on_shutdown=[stop],
+    )
+
+
+async def serve(service: Service, settings: WorkerSettings) -> None:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # A SIGTERM that ends in a clean drain is a normal exit (code 0): do not let
+            # uvicorn re-raise it once shutdown is complete.
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    app = create_app(service, settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+    )
+    await Server(config).serve()
+
+
+def run(service: Service, settings: WorkerSettings) -> int:
+    setup_logging(settings.log_level, secrets=settings.credentials().secrets())
+    log.info(
+        "starting %s",
+        service.name,
+        extra={
+            "topic": settings.kafka_input_topic or service.input_topic,
+            "m2e_base_url": settings.m2e_base_url,
+            "redis": bool(settings.redis_url),
+            "batch_max_items": settings.batch_max_items,
+            "batch_linger_ms": settings.batch_linger_ms,
+        },
+    )
+    asyncio.run(serve(service, settings))
+    return 0

@@ -1,0 +1,203 @@
+"""Coalescing buffers: many small events become few ≤500-item batches.
+
+Events are buffered per bucket — (account_token, operation) — and, inside a bucket, per
+key (the SKU): a later event for the same key is merged into the pending item by the
+bucket's merge rule. A bucket is due for a flush when it holds `max_items` or its oldest
+item has waited `linger_s`, *and* the account has a free rate-limit token: while it has
+none, the batch keeps filling and merging instead of being sent. A bucket has at most
+one batch in flight, so two events for one key never reach the API out of order.
+
+Time comes from an injected clock, so the flush rule is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.offsets import PartitionTracker
+
+MAX_BATCH_ITEMS = 500  # the API's maxItems; no setting can exceed it
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where one input message came from; `tracker` marks it done."""
+
+    tracker: PartitionTracker
+    offset: int
+    key: bytes | None = None
+    event_id: str | None = None
+    # The original message, kept only for services that may dead-letter at send time.
+    value: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def topic(self) -> str:
+        return self.tracker.topic
+
+    @property
+    def partition(self) -> int:
+        return self.tracker.partition
+
+
+@dataclass(slots=True)
+class Pending:
+    """One item waiting to be sent: the merged payload and every message behind it."""
+
+    key: str
+    payload: Payload
+    sources: list[Source]
+    # Sources whose own content a later event replaced (results say `superseded`).
+    superseded: list[Source] = field(default_factory=list)
+    since: float = 0.0
+    attempts: int = 0  # sends of this item so far
+
+
+class MergeRule(Protocol):
+    def __call__(self, older: Payload, newer: Payload) -> tuple[Payload, bool]:
+        """Merge two payloads for one key; True when `newer` replaces `older` whole."""
+        ...
+
+
+def last_write_wins(older: Payload, newer: Payload) -> tuple[Payload, bool]:
+    return newer, True
+
+
+def merge_fields(older: Payload, newer: Payload) -> tuple[Payload, bool]:
+    """Partial updates: each field takes its latest value; nothing is lost."""
+    return {**older, **newer}, False
+
+
+@dataclass(frozen=True, slots=True)
+class BucketKey:
+    account_token: str
+    operation: str
+
+
+class Bucket:
+    __slots__ = ("in_flight", "items", "key", "merge", "not_before")
+
+    def __init__(self, key: BucketKey, merge: MergeRule) -> None:
+        self.key = key
+        self.merge = merge
+        self.items: dict[str, Pending] = {}  # insertion order = arrival order of keys
+        self.in_flight = False
+        self.not_before = 0.0  # set while the account backs off (5xx budget, 401)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def oldest(self) -> float | None:
+        for pending in self.items.values():
+            return pending.since
+        return None
+
+
+class Coalescer:
+    def __init__(
+        self,
+        merge_rules: dict[str, MergeRule],
+        max_items: int,
+        linger_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
+        self.max_items = min(max_items, MAX_BATCH_ITEMS)
+        self.linger_s = linger_s
+        self._rules = merge_rules
+        self._clock = clock
+        self.buckets: dict[BucketKey, Bucket] = {}
+        self.size = 0  # pending items across buckets
+
+    def add(
+        self, account_token: str, operation: str, key: str, payload: Payload, source: Source
+    ) -> None:
+        bkey = BucketKey(account_token, operation)
+        bucket = self.buckets.get(bkey)
+        if bucket is None:
+            bucket = self.buckets[bkey] = Bucket(bkey, self._rules[operation])
+        pending = bucket.items.get(key)
+        if pending is None:
+            bucket.items[key] = Pending(key, payload, [source], since=self._clock())
+            self.size += 1
+            return
+        merged, replaced = bucket.merge(pending.payload, payload)
+        pending.payload = merged
+        if replaced:
+            pending.superseded.extend(pending.sources)
+            pending.sources = [source]
+        else:
+            pending.sources.append(source)
+
+    def requeue(self, bucket: Bucket, items: list[Pending]) -> None:
+        """Put a batch that could not be sent back in front, merging newer arrivals in."""
+        newer = bucket.items
+        bucket.items = {}
+        for pending in items:
+            bucket.items[pending.key] = pending
+            self.size += 1
+        for key, pending in newer.items():
+            old = bucket.items.get(key)
+            if old is None:
+                bucket.items[key] = pending
+                continue
+            self.size -= 1
+            merged, replaced = bucket.merge(old.payload, pending.payload)
+            old.payload = merged
+            if replaced:
+                old.superseded.extend(old.sources)
+                old.sources = list(pending.sources)
+            else:
+                old.sources.extend(pending.sources)
+            old.superseded.extend(pending.superseded)
+
+    def due(self, bucket: Bucket, now: float, token_free: bool, draining: bool = False) -> bool:
+        """Should `bucket` be flushed now? (The one flush rule.)
+
+        Full, or lingered long enough — and the account has a token free: until it does,
+        items stay in the bucket, where later events for their keys still merge in.
+        Draining (shutdown, revocation) flushes whatever is there.
+        """
+        if not bucket.items or bucket.in_flight or now < bucket.not_before:
+            return False
+        if draining:
+            return True
+        return token_free and (len(bucket.items) >= self.max_items or self.lingered(bucket, now))
+
+    def lingered(self, bucket: Bucket, now: float) -> bool:
+        oldest = bucket.oldest()
+        return oldest is not None and now - oldest >= self.linger_s
+
+    def next_deadline(self, bucket: Bucket) -> float | None:
+        """When the bucket's linger expires (or its back-off ends), for the scheduler."""
+        oldest = bucket.oldest()
+        if oldest is None or bucket.in_flight:
+            return None
+        return max(oldest + self.linger_s, bucket.not_before)
+
+    def take(self, bucket: Bucket) -> list[Pending]:
+        """Remove up to max_items items, oldest first, and mark the bucket in flight."""
+        batch: list[Pending] = []
+        for key in list(bucket.items)[: self.max_items]:
+            batch.append(bucket.items.pop(key))
+        self.size -= len(batch)
+        bucket.in_flight = True
+        return batch
+
+    def drop_partitions(self, trackers: set[PartitionTracker]) -> int:
+        """Forget buffered items from revoked partitions (their new owner re-reads them)."""
+        dropped = 0
+        for bucket in self.buckets.values():
+            for key in [k for k, p in bucket.items.items() if p.sources[0].tracker in trackers]:
+                del bucket.items[key]
+                dropped += 1
+        self.size -= dropped
+        return dropped
+
+    def __iter__(self) -> Iterator[Bucket]:
+        return iter(self.buckets.values())

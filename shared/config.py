@@ -1,0 +1,212 @@
+"""Worker settings: the one place that reads the environment (pydantic-settings).
+
+Built once in `main` and passed down. A bad value fails at start naming the variable.
+Secrets (SASL and Redis passwords, M2E access tokens) are `SecretStr` and may come from
+files (`*_FILE`, e.g. a mounted Kubernetes Secret); they are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.coalescer import MAX_BATCH_ITEMS
+from shared.m2e.client import PRODUCTION_BASE_URL, Credentials
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names it."""
+
+
+def _read_secret(path: Path | None, name: str) -> SecretStr | None:
+    if path is None:
+        return None
+    try:
+        return SecretStr(path.read_text().strip())
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot read {path}: {exc.strerror}") from None
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_group_id: str | None = None  # default: m2e-sync.<service>
+    kafka_group_instance_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("KAFKA_GROUP_INSTANCE_ID", "POD_NAME")
+    )  # static membership: a restarted pod keeps its partitions without a rebalance
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_key_password_file: Path | None = None
+    kafka_input_topic: str | None = None  # default: the service's topic; results/DLQ follow it
+    kafka_max_poll_records: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    kafka_session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
+
+    # M2E API
+    m2e_base_url: str = PRODUCTION_BASE_URL
+    m2e_credentials_file: Path | None = None  # YAML map: account_token → access_token
+    m2e_access_tokens: SecretStr | None = None  # the same map as JSON, from env
+    m2e_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    m2e_retry_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    m2e_retry_base_s: Annotated[float, Field(gt=0)] = 0.2
+    m2e_retry_cap_s: Annotated[float, Field(gt=0)] = 10.0
+
+    # Rate limit, per access token
+    redis_url: str | None = None
+    redis_password: SecretStr | None = None
+    redis_password_file: Path | None = None
+    rate_limit_enabled: bool = True
+    rate_limit_requests: Annotated[int, Field(ge=1)] = 100
+    rate_limit_period_s: Annotated[float, Field(gt=0)] = 60.0
+    rate_limit_safety: Annotated[float, Field(ge=0, le=1)] = 0.02
+    rate_limit_redis_prefix: str = "m2e-sync:rl"  # Redis key prefix of the shared buckets
+    expected_replicas: Annotated[int, Field(ge=1)] = 3  # degraded share = rate ÷ this
+
+    # Batching and delivery
+    batch_max_items: Annotated[int, Field(ge=1)] = MAX_BATCH_ITEMS
+    batch_linger_ms: Annotated[int, Field(ge=0)] = 1000
+    max_pending_items: Annotated[int, Field(ge=1)] = 50_000
+    commit_interval_ms: Annotated[int, Field(ge=10)] = 1000
+    revoke_flush_deadline_s: Annotated[float, Field(ge=0)] = 10.0
+    shutdown_grace_s: Annotated[float, Field(gt=0)] = 25.0
+    failure_backoff_cap_s: Annotated[float, Field(gt=0)] = 60.0
+    auth_backoff_s: Annotated[float, Field(gt=0)] = 60.0
+
+    # product-sync
+    product_defaults_file: Path | None = (
+        None  # YAML: account_token (or "*") → currency, price, quantity
+    )
+    product_max_variants: Annotated[int, Field(ge=1, le=10_000)] = 250
+
+    # invoice-upload
+    invoice_url_allowlist: str = ""  # comma-separated hosts; ".example.com" allows subdomains
+    invoice_max_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    invoice_fetch_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    invoice_allow_loopback_http: bool = False  # development only
+    invoice_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    invoice_ledger_ttl_days: Annotated[int, Field(ge=1)] = 30
+
+    # order-poller and `m2e-sync tick`
+    orders_topic: str = "orders"
+    order_cursor_topic: str = "m2e-sync.order-cursors"
+    order_overlap_days: Annotated[float, Field(gt=0)] = 7.0
+    order_initial_lookback_days: Annotated[float, Field(gt=0)] = 30.0
+    order_transactional_id: str | None = None  # default: m2e-sync.order-poller.<POD_NAME or host>
+    tick_accounts: str = ""  # "channel:account_token,…"; empty: every account the API lists
+
+    # Operations
+    http_host: str = "0.0.0.0"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _files_and_consistency(self) -> WorkerSettings:
+        self.batch_max_items = min(self.batch_max_items, MAX_BATCH_ITEMS)
+        for field, file_field in (
+            ("kafka_sasl_password", "kafka_sasl_password_file"),
+            ("kafka_ssl_key_password", "kafka_ssl_key_password_file"),
+            ("redis_password", "redis_password_file"),
+        ):
+            secret = _read_secret(getattr(self, file_field), file_field.upper())
+            if secret is not None:
+                setattr(self, field, secret)
+        if self.kafka_security_protocol.startswith("SASL_"):
+            missing = [
+                name.upper()
+                for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs {', '.join(missing)}"
+                )
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        if self.product_defaults_file is not None and not self.product_defaults_file.is_file():
+            raise ValueError(f"PRODUCT_DEFAULTS_FILE: {self.product_defaults_file} is not a file")
+        if self.m2e_credentials_file is not None and not self.m2e_credentials_file.is_file():
+            raise ValueError(f"M2E_CREDENTIALS_FILE: {self.m2e_credentials_file} is not a file")
+        return self
+
+    def group_id(self, service: str) -> str:
+        return self.kafka_group_id or f"m2e-sync.{service}"
+
+    def kafka_security(self) -> dict[str, Any]:
+        """aiokafka keyword arguments for the configured security protocol."""
+        kw: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
+                certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
+                keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+                password=self.kafka_ssl_key_password.get_secret_value()
+                if self.kafka_ssl_key_password
+                else None,
+            )
+        if self.kafka_security_protocol.startswith("SASL_"):
+            kw["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kw["sasl_plain_username"] = self.kafka_sasl_username
+            assert self.kafka_sasl_password is not None
+            kw["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return kw
+
+    def credentials(self) -> Credentials:
+        """account token → access token, from M2E_CREDENTIALS_FILE and M2E_ACCESS_TOKENS."""
+        tokens: dict[str, str] = {}
+        if self.m2e_credentials_file is not None:
+            tokens |= _token_map(
+                yaml.safe_load(self.m2e_credentials_file.read_text()), "M2E_CREDENTIALS_FILE"
+            )
+        if self.m2e_access_tokens is not None:
+            try:
+                raw = json.loads(self.m2e_access_tokens.get_secret_value())
+            except ValueError:
+                raise ConfigError(
+                    "M2E_ACCESS_TOKENS must be a JSON object {account_token: access_token}"
+                ) from None
+            tokens |= _token_map(raw, "M2E_ACCESS_TOKENS")
+        return Credentials(tokens)
+
+
+def _token_map(raw: object, source: str) -> dict[str, str]:
+    if isinstance(raw, dict) and isinstance(raw.get("accounts"), dict):
+        raw = raw["accounts"]
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in raw.items()
+    ):
+        raise ConfigError(f"{source} must map account tokens to access tokens (strings)")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def load_settings(**overrides: Any) -> WorkerSettings:
+    """Build the settings; a bad value raises ConfigError naming the variable."""
+    try:
+        return WorkerSettings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(p) for p in error["loc"]).upper() or "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(
+                f"{name}: {message}"
+                if name != "settings" and not message.startswith(name)
+                else message
+            )
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

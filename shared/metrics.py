@@ -1,0 +1,124 @@
+"""Prometheus metrics of a worker, prefix `m2e_sync_` (DESIGN §7).
+
+Built on an injected `CollectorRegistry`, so tests read them in isolation. Labels carry
+the service, the account token (a UUID, not a secret) and the endpoint — never an
+access token.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "m2e_sync"
+
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 200, 300, 400, 450, 490, 499, 500)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
+        self.service = service
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r, p = self.registry, PREFIX
+        self.consumed = Counter(
+            f"{p}_messages_consumed", "Input messages consumed", ["service", "topic"], registry=r
+        )
+        self.invalid = Counter(
+            f"{p}_messages_invalid",
+            "Input messages that failed decoding or validation",
+            ["service", "reason"],
+            registry=r,
+        )
+        self.items = Counter(
+            f"{p}_items",
+            "Input messages settled, by outcome",
+            ["service", "account", "operation", "outcome"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            f"{p}_batch_size",
+            "Items per flushed batch",
+            ["service", "operation"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.api_requests = Counter(
+            f"{p}_api_requests",
+            "M2E API requests by endpoint and HTTP status (0: no response)",
+            ["service", "account", "endpoint", "status"],
+            registry=r,
+        )
+        self.api_latency = Histogram(
+            f"{p}_api_latency_seconds",
+            "M2E API request latency",
+            ["service", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.limiter_wait = Histogram(
+            f"{p}_limiter_wait_seconds",
+            "Time waited for a rate-limit token",
+            ["service", "account"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.throttled = Counter(
+            f"{p}_api_throttled", "429 answers from the M2E API", ["service", "account"], registry=r
+        )
+        self.auth_failures = Counter(
+            f"{p}_api_auth_failures",
+            "401 answers: the account is paused",
+            ["service", "account"],
+            registry=r,
+        )
+        self.pending = Gauge(
+            f"{p}_pending_items",
+            "Items buffered or in flight, not yet settled",
+            ["service"],
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            f"{p}_oldest_pending_age_seconds",
+            "Age of the oldest buffered item",
+            ["service"],
+            registry=r,
+        )
+        self.commits = Counter(
+            f"{p}_commits", "Offset commits sent to Kafka", ["service"], registry=r
+        )
+        self.dlq = Counter(
+            f"{p}_dlq_records", "Records written to the DLQ", ["service", "reason"], registry=r
+        )
+        self.paused = Gauge(
+            f"{p}_partitions_paused",
+            "1 while fetching is paused for backpressure",
+            ["service"],
+            registry=r,
+        )
+        self.limiter_degraded = Gauge(
+            f"{p}_limiter_degraded",
+            "1 while Redis is unreachable and the limiter runs in-process",
+            ["service"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            f"{p}_last_success_timestamp_seconds",
+            "When a batch last succeeded",
+            ["service"],
+            registry=r,
+        )
+        self.orders_published = Counter(
+            f"{p}_orders_published",
+            "New or changed orders published",
+            ["service", "account", "channel"],
+            registry=r,
+        )
+        self.cursor_age = Gauge(
+            f"{p}_poll_cursor_age_seconds",
+            "Age of the order poll cursor",
+            ["service", "account", "channel"],
+            registry=r,
+        )
+        for gauge in (self.pending, self.oldest_pending, self.paused, self.limiter_degraded):
+            gauge.labels(service).set(0)

@@ -1,0 +1,126 @@
+"""What a service supplies to the worker core: decoding, merge rules and the API call.
+
+A service maps and wires; commits, batching, rate limits and retries live in shared/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from pydantic import ValidationError
+
+from shared.bisect import isolate
+from shared.coalescer import MergeRule, Payload
+from shared.m2e.client import M2EClient
+from shared.results import ErrorInfo, Status
+
+
+def describe(exc: ValidationError) -> str:
+    """'price: Input should be ...; quantity: ...' — the fields named, short."""
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "value"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def check_account(accounts: Set[str], account: str, key: str | None) -> None:
+    """Only accounts with a configured access token can be served."""
+    if account not in accounts:
+        raise InvalidMessage(
+            f"unknown account_token {account}: no access token configured",
+            "UnknownAccount",
+            account,
+            key,
+        )
+
+
+def check_key(message_key: str | None, expected: str, what: str, account: str) -> None:
+    """The message key must be the entity's key, or per-key ordering breaks."""
+    if message_key is not None and message_key != expected:
+        raise InvalidMessage(
+            f"message key {message_key!r} is not {what} {expected!r}",
+            "KeyMismatch",
+            account,
+            expected,
+        )
+
+
+class InvalidMessage(Exception):
+    """The message cannot be processed as it is: it goes to the DLQ with this reason."""
+
+    def __init__(
+        self,
+        reason: str,
+        error_class: str = "ValidationError",
+        account_token: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error_class = error_class
+        self.account_token = account_token
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    account_token: str
+    operation: str  # the coalescing bucket, e.g. "variant.update"
+    key: str  # the entity key, e.g. the SKU
+    payload: Payload
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    status: Status
+    http_status: int | None = None
+    error: ErrorInfo | None = None
+    operation: str | None = None  # what was done, when the service decided at send time
+    dead_letter: bool = False  # also write the original message to the DLQ (with error)
+
+
+OK = ItemOutcome("ok", 200)
+
+Headers = Sequence[tuple[str, bytes]]
+T = TypeVar("T")
+
+
+class Service(Protocol):
+    name: str
+    input_topic: str
+    key_field: str  # "sku" or "order_id": the result record's key field
+    merge_rules: Mapping[str, MergeRule]
+    keeps_messages: bool  # True: sources keep the original bytes (dead letters at send time)
+
+    def decode(self, key: bytes | None, value: bytes | None, headers: Headers) -> Decoded:
+        """Validate one message; raise InvalidMessage when it cannot be processed."""
+        ...
+
+    async def send(
+        self, client: M2EClient, account_token: str, operation: str, payloads: list[Payload]
+    ) -> list[ItemOutcome]:
+        """Send one batch; one outcome per payload, in order. M2EErrors other than a
+        rejection of items propagate (the core keeps the batch and backs off)."""
+        ...
+
+
+async def send_isolating(
+    payloads: Sequence[T], call: Callable[[list[T]], Awaitable[Any]], ok_status: int = 200
+) -> list[ItemOutcome]:
+    """Call the API with the batch, isolating rejected items (shared.bisect)."""
+
+    async def send(items: list[T]) -> None:
+        await call(items)
+
+    failures, _requests = await isolate(payloads, send)
+    ok = ItemOutcome("ok", ok_status)
+    return [
+        ItemOutcome("failed", f.status, ErrorInfo(code=f.code, message=f.message))
+        if (f := failures.get(i)) is not None
+        else ok
+        for i in range(len(payloads))
+    ]

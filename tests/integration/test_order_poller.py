@@ -1,0 +1,238 @@
+"""order-poller end to end: every order's latest state exactly once, across a SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from services.order_poller import OrderPoller, content_hash
+from shared.bootstrap import build_parts
+from shared.m2e.models import Order
+
+from .harness import (
+    ACCT_A,
+    ACCT_A2,
+    ACCT_B,
+    CREDENTIALS,
+    create_topics,
+    eventually,
+    produce,
+    read_all,
+    sandbox_config,
+    worker_settings,
+    write_credentials,
+)
+from .test_worker_core import worker_env
+
+ACCOUNTS = [("ebay", ACCT_A), ("amazon", ACCT_A2), ("ebay", ACCT_B)]
+
+
+async def order_topics(bootstrap: str) -> tuple[str, str, str]:
+    ticks = await create_topics(bootstrap, "order-poll-ticks")
+    run = ticks.split(".")[1]
+    orders, cursors = f"it.{run}.orders", f"it.{run}.order-cursors"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(orders, 4, 1),
+                NewTopic(cursors, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+            ]
+        )
+    finally:
+        await admin.close()
+    return ticks, orders, cursors
+
+
+def tick(channel: str, account: str, **extra: Any) -> tuple[str, dict[str, Any]]:
+    return f"{channel}:{account}", {"account_token": account, "channel": channel, **extra}
+
+
+async def read_orders(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Everything committed to `orders` (read_committed, as a downstream consumer would)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1500, max_records=10_000)
+            if not batch:
+                return out
+            for records in batch.values():
+                out += [json.loads(r.value) for r in records]
+    finally:
+        await consumer.stop()
+
+
+def sandbox_orders(sandbox: Any) -> dict[str, str]:
+    """token → content hash of every order the sandbox holds now, as the API returns it."""
+    out = {}
+    for _channel, account in ACCOUNTS:
+        for raw in sandbox.sandbox.orders.orders(account):
+            out[raw["token"]] = content_hash(Order.model_validate(raw).model_dump(mode="json"))
+    return out
+
+
+async def test_every_order_once_in_its_latest_state_across_a_sigkill(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path, workers: Any
+) -> None:
+    sandbox = await sandbox_server(
+        sandbox_config(
+            faults={"latency_ms": 20},
+            orders={
+                "seed": 3,
+                "per_account": 1700,
+                "new_per_minute": 600,
+                "status_change_per_minute": 900,
+            },
+        )
+    )
+    ticks, orders_topic, cursors = await order_topics(bootstrap_servers)
+    env = worker_env(
+        bootstrap_servers,
+        sandbox.base_url,
+        ticks,
+        f"it-{uuid.uuid4().hex[:8]}",
+        write_credentials(tmp_path),
+        orders_topic=orders_topic,
+        order_cursor_topic=cursors,
+        order_transactional_id=f"it-poller-{uuid.uuid4().hex[:6]}",
+        order_initial_lookback_days=31,  # the sandbox's history reaches back 30 days
+        batch_linger_ms=100,
+        kafka_session_timeout_ms=6000,
+    )
+    first = workers("order-poller", env, "first")
+    await eventually(first.ready, timeout_s=60)
+    for round_ in range(12):
+        await produce(bootstrap_servers, ticks, [tick(c, a) for c, a in ACCOUNTS])
+        await asyncio.sleep(0.4)
+        if round_ == 4:
+            await eventually(lambda: len(sandbox.requests("POST /order/find/")) > 20, timeout_s=30)
+            first.signal(signal.SIGKILL)  # with pages in flight
+            await first.wait()
+            workers("order-poller", env, "second")
+    frozen = sandbox.sandbox.clock()
+    sandbox.sandbox.orders._clock = lambda: frozen  # no new orders or changes from here on
+    expected = sandbox_orders(sandbox)
+    await produce(bootstrap_servers, ticks, [tick(c, a) for c, a in ACCOUNTS])
+
+    async def caught_up() -> bool:
+        latest = {
+            o["order"]["token"]: content_hash(o["order"])
+            for o in await read_orders(bootstrap_servers, orders_topic)
+        }
+        return latest == expected
+
+    try:
+        await eventually(caught_up, timeout_s=60, every_s=2)
+    except AssertionError:
+        latest = {
+            o["order"]["token"]: content_hash(o["order"])
+            for o in await read_orders(bootstrap_servers, orders_topic)
+        }
+        missing = set(expected) - set(latest)
+        differ = {t for t in expected if t in latest and latest[t] != expected[t]}
+        extra = set(latest) - set(expected)
+        raise AssertionError(
+            f"missing {len(missing)} differ {len(differ)} extra {len(extra)} of {len(expected)}"
+        ) from None
+    published = await read_orders(bootstrap_servers, orders_topic)
+    pairs = Counter((o["order"]["token"], content_hash(o["order"])) for o in published)
+    assert len(expected) >= 5000
+    assert [p for p, n in pairs.items() if n > 1] == []  # no (order, content) twice
+    versions = Counter(token for token, _digest in pairs)
+    assert sum(n > 1 for n in versions.values()) > 0, (
+        "status changes were published as new versions"
+    )
+    assert {o["channel"] for o in published} == {"ebay", "amazon"}
+
+
+async def test_backfill_with_since_and_a_burst_of_ticks_costs_one_poll(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path
+) -> None:
+    sandbox = await sandbox_server(
+        sandbox_config(
+            orders={"per_account": 400, "new_per_minute": 0, "status_change_per_minute": 0}
+        )
+    )
+    ticks, orders_topic, cursors = await order_topics(bootstrap_servers)
+    service = OrderPoller(
+        set(CREDENTIALS),
+        bootstrap_servers,
+        orders_topic=orders_topic,
+        cursor_topic=cursors,
+        transactional_id=f"it-poller-{uuid.uuid4().hex[:6]}",
+        initial_lookback=timedelta(days=3),
+    )
+    settings = worker_settings(
+        bootstrap_servers, sandbox.base_url, ticks, tmp_path, batch_linger_ms=300
+    )
+    parts = build_parts(service, settings)
+    await parts.worker.start()
+    try:
+        # A burst of 1,000 ticks for one account: one poll.
+        await produce(bootstrap_servers, ticks, [tick("ebay", ACCT_A)] * 1000)
+        results = await read_all(bootstrap_servers, f"{ticks}.results", 1000)
+        assert len(results) == 1000
+        recent = len(
+            [
+                o
+                for o in sandbox.sandbox.orders.orders(ACCT_A)
+                if o["sale_date"]
+                >= (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            ]
+        )
+        finds = sandbox.requests("POST /order/find/")
+        assert len(finds) == max(1, -(-recent // 100)), (
+            len(finds),
+            recent,
+        )  # the pages of one poll
+        first = await read_orders(bootstrap_servers, orders_topic)
+        assert len(first) == recent  # only the initial lookback
+
+        # Backfill: `since` reaches back past the lookback; only what was not published comes.
+        since = (datetime.now(UTC) - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await produce(bootstrap_servers, ticks, [tick("ebay", ACCT_A, since=since)])
+        await read_all(bootstrap_servers, f"{ticks}.results", 1001)
+        everything = await read_orders(bootstrap_servers, orders_topic)
+        assert len(everything) == 400
+        assert len({o["order"]["token"] for o in everything}) == 400
+    finally:
+        await parts.worker.stop()
+
+
+async def test_tick_command_discovers_the_accounts_or_takes_a_list(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path
+) -> None:
+    from services.order_poller.tick import tick
+
+    sandbox = await sandbox_server(sandbox_config())
+    ticks, _orders, _cursors = await order_topics(bootstrap_servers)
+    settings = worker_settings(bootstrap_servers, sandbox.base_url, ticks, tmp_path)
+    assert await tick(settings, None, topic=ticks) == 0  # accounts from GET /user/accounts/
+    records = await read_all(bootstrap_servers, ticks, 3)
+    assert sorted(r.key.decode() for r in records) == sorted(f"{c}:{a}" for c, a in ACCOUNTS)
+    assert len(sandbox.requests("GET /user/accounts/")) == 2  # one per access token
+    listed = worker_settings(
+        bootstrap_servers, sandbox.base_url, ticks, tmp_path, tick_accounts=f"kaufland:{ACCT_B}"
+    )
+    await tick(listed, None, topic=ticks)
+    records = await read_all(bootstrap_servers, ticks, 4)
+    assert f"kaufland:{ACCT_B}" in {r.key.decode() for r in records}

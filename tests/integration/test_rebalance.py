@@ -1,0 +1,93 @@
+"""Scaling out and in during a run: nothing lost, no commit ahead of delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .harness import (
+    ACCT_A,
+    TOKEN_A,
+    committed,
+    create_topics,
+    end_offsets,
+    eventually,
+    produce,
+    read_all,
+    sandbox_config,
+    wait_all_committed,
+    write_credentials,
+)
+from .test_worker_core import update, worker_env
+
+
+async def test_third_worker_joins_and_leaves_mid_run(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path, workers: Any
+) -> None:
+    sandbox = await sandbox_server(sandbox_config(faults={"latency_ms": 60}))
+    skus = [f"B{i:05d}" for i in range(6000)]
+    await sandbox.seed_variants(TOKEN_A, skus, per_product=100)
+    topic = await create_topics(bootstrap_servers, "variant-updates", partitions=6)
+    group = f"it-{uuid.uuid4().hex[:8]}"
+    env = worker_env(
+        bootstrap_servers,
+        sandbox.base_url,
+        topic,
+        group,
+        write_credentials(tmp_path),
+        batch_max_items=100,
+        revoke_flush_deadline_s=5,
+    )
+    prices = {sku: float(i + 1) for i, sku in enumerate(skus)}
+    w1, w2 = workers("variant-sync", env, "one"), workers("variant-sync", env, "two")
+    await eventually(lambda: w1.ready() and w2.ready(), timeout_s=60)
+
+    samples: list[tuple[dict[int, int], dict[str, float]]] = []
+
+    async def sample() -> None:
+        offsets = await committed(bootstrap_servers, group, topic)
+        catalog = sandbox.sandbox.users[TOKEN_A].catalog
+        delivered = {v["sku"]: v["price"] for p in catalog.products.values() for v in p["variants"]}
+        samples.append((offsets, delivered))
+
+    third = None
+    for chunk in range(6):
+        batch = skus[chunk * 1000 : (chunk + 1) * 1000]
+        await produce(bootstrap_servers, topic, [update(ACCT_A, s, price=prices[s]) for s in batch])
+        if chunk == 1:
+            third = workers("variant-sync", env, "three")
+        if chunk == 4 and third is not None:
+            third.signal(signal.SIGTERM)
+        for _ in range(4):
+            await asyncio.sleep(0.25)
+            await sample()
+
+    assert third is not None and await third.wait(timeout_s=30) == 0
+    assert third.metric("m2e_sync_api_requests_total") == 0  # gone: metrics no longer served
+    await eventually(
+        lambda: all(sandbox.variant(TOKEN_A, s)["price"] == prices[s] for s in skus),  # type: ignore[index]
+        timeout_s=120,
+    )
+    await wait_all_committed(bootstrap_servers, group, topic, timeout_s=30)
+    ends = await end_offsets(bootstrap_servers, topic)
+    await sample()
+
+    # Every sampled commit covers only messages the sandbox held at that moment.
+    records = await read_all(bootstrap_servers, topic, sum(ends.values()))
+    by_partition: dict[int, list[str]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        by_partition.setdefault(r.partition, []).append(json.loads(r.value)["sku"])
+    checked = 0
+    for offsets, delivered in samples:
+        for partition, upto in offsets.items():
+            for sku in by_partition[partition][:upto]:
+                assert delivered.get(sku) == prices[sku], (partition, upto, sku)
+                checked += 1
+    assert checked > 6000
+    # The group really rebalanced: the third member owned partitions, the first two gave some up.
+    assert f"partitions assigned: ['{topic}[" in third.log()
+    assert f"partitions revoked: ['{topic}[" in w1.log() + w2.log()

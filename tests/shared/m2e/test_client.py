@@ -1,0 +1,157 @@
+"""The M2E client against httpx.MockTransport: retries, 429 feedback, errors, secrets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.limiter import RateFeedback
+from shared.m2e.client import (
+    BatchRejected,
+    Credentials,
+    M2EClient,
+    RetryPolicy,
+    TransientFailure,
+    Unauthorized,
+    UnknownAccount,
+)
+
+SECRET = "super-secret-access-token"
+
+
+class RecordingLimiter:
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.feedback_seen: list[RateFeedback] = []
+
+    async def acquire(self, account: str) -> float:
+        self.acquired += 1
+        return 0.0
+
+    async def ready_in(self, account: str) -> float:
+        return 0.0
+
+    async def feedback(self, account: str, fb: RateFeedback) -> None:
+        self.feedback_seen.append(fb)
+
+    async def close(self) -> None:
+        return None
+
+
+def make(handler: Any, attempts: int = 3) -> tuple[M2EClient, RecordingLimiter, list[float]]:
+    limiter = RecordingLimiter()
+    sleeps: list[float] = []
+
+    async def sleep(s: float) -> None:
+        sleeps.append(s)
+
+    client = M2EClient(
+        "http://m2e.test/api/v1/api",
+        Credentials({"acct": SECRET}),
+        limiter,
+        retry=RetryPolicy(attempts=attempts, base_s=0.1, cap_s=1.0),
+        transport=httpx.MockTransport(handler),
+        sleep=sleep,
+    )
+    return client, limiter, sleeps
+
+
+HEADERS = {
+    "X-RateLimit-Limit": "100",
+    "X-RateLimit-Remaining": "42",
+    "X-RateLimit-Retry-After": "2027-01-15T08:00:11Z",
+}
+
+
+async def test_sends_access_token_and_feeds_rate_headers_back() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"updated": 2}, headers=HEADERS)
+
+    client, limiter, _ = make(handler)
+    assert await client.update_variants("acct", [{"sku": "a"}, {"sku": "b"}]) == 2
+    assert seen[0].headers["access-token"] == SECRET
+    assert seen[0].url.path == "/api/v1/api/catalog/product/variant/"
+    assert json.loads(seen[0].content) == {"variants": [{"sku": "a"}, {"sku": "b"}]}
+    assert limiter.acquired == 1
+    fb = limiter.feedback_seen[0]
+    assert (fb.limit, fb.remaining, fb.throttled) == (100, 42, False)
+    assert fb.retry_at == 1800000011.0
+
+
+async def test_create_accepts_created_and_deleted() -> None:
+    answers = iter([{"created": 3}, {"deleted": 4}])
+    client, _, _ = make(lambda r: httpx.Response(200, json=next(answers)))
+    assert await client.create_products("acct", [{}]) == 3
+    assert await client.create_products("acct", [{}]) == 4
+
+
+async def test_5xx_and_timeouts_are_retried_with_backoff_then_given_up() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        if len(calls) == 2:
+            return httpx.Response(503, json=[{"code": 503, "message": "down"}])
+        return httpx.Response(200, json={"updated": 1})
+
+    client, limiter, sleeps = make(handler)
+    assert await client.update_variants("acct", [{"sku": "a"}]) == 1
+    assert len(calls) == 3 and limiter.acquired == 3  # every attempt takes a token
+    assert len(sleeps) == 2 and all(0 <= s <= 1.0 for s in sleeps)
+
+    always = make(lambda r: httpx.Response(500, json=[{"message": "x"}]), attempts=3)[0]
+    with pytest.raises(TransientFailure, match="after 3 attempts"):
+        await always.update_variants("acct", [{"sku": "a"}])
+
+
+async def test_429_waits_through_the_limiter_and_is_not_a_failure() -> None:
+    answers = iter([429, 429, 429, 429, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = next(answers)
+        return httpx.Response(
+            status,
+            json={"updated": 1} if status == 200 else [{"message": "Too many requests."}],
+            headers={**HEADERS, "X-RateLimit-Remaining": "0"},
+        )
+
+    client, limiter, sleeps = make(handler, attempts=2)
+    assert await client.update_variants("acct", [{"sku": "a"}]) == 1
+    assert sum(fb.throttled for fb in limiter.feedback_seen) == 4
+    assert sleeps == []  # waiting is the limiter's job
+
+
+async def test_401_and_rejections() -> None:
+    client, _, _ = make(
+        lambda r: httpx.Response(401, json=[{"code": 401, "message": "Unauthorized"}])
+    )
+    with pytest.raises(Unauthorized) as info:
+        await client.update_variants("acct", [{"sku": "a"}])
+    assert SECRET not in str(info.value)
+
+    body = [
+        {"code": None, "message": "All array items must match schema"},
+        {"code": "validation_error", "message": "item 1: price: bad", "data": {"index": 1}},
+    ]
+    client, _, _ = make(lambda r: httpx.Response(400, json=body))
+    with pytest.raises(BatchRejected) as rejected:
+        await client.update_variants("acct", [{"sku": "a"}, {"sku": "b"}])
+    assert rejected.value.status == 400
+    assert rejected.value.item_errors(2)[1].message == "item 1: price: bad"
+    assert rejected.value.item_errors(1) == {}  # index outside the sent batch
+
+
+async def test_unknown_account_and_no_secret_in_repr() -> None:
+    client, _, _ = make(lambda r: httpx.Response(200, json={}))
+    with pytest.raises(UnknownAccount):
+        await client.update_variants("nobody", [{"sku": "a"}])
+    creds = Credentials({"acct": SECRET})
+    assert SECRET not in repr(creds) and SECRET not in str(creds)

@@ -1,0 +1,104 @@
+"""The in-process limiter: even spacing, server feedback, shares; the failover switch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from shared.limiter import FailoverLimiter, LocalLimiter, RateFeedback, RatePolicy, bucket_id
+
+
+def test_policy_interval_includes_safety_and_server_limit() -> None:
+    p = RatePolicy(requests=100, period_s=60, safety=0.02)
+    assert p.interval() == pytest.approx(0.612)
+    assert p.interval(limit=50) == pytest.approx(1.224)
+    assert p.interval(limit=500) == pytest.approx(0.612)  # a higher server limit is not taken
+
+
+def test_bucket_id_hides_the_token() -> None:
+    bid = bucket_id("secret-access-token")
+    assert "secret" not in bid and len(bid) == 16 and bid == bucket_id("secret-access-token")
+
+
+async def test_local_limiter_spaces_requests_evenly() -> None:
+    limiter = LocalLimiter(RatePolicy(20, 1.0, safety=0.0), bucket_of=lambda a: a)
+    started = time.monotonic()
+    for _ in range(6):
+        await limiter.acquire("acct")
+    # capacity 1 at 1 per 50 ms: no burst; 6 acquisitions need about 5 intervals.
+    assert time.monotonic() - started >= 0.2
+
+
+async def test_accounts_sharing_an_access_token_share_a_bucket() -> None:
+    tokens = {"a1": "tok", "a2": "tok", "b": "other"}
+    limiter = LocalLimiter(RatePolicy(1, 60.0), bucket_of=lambda a: bucket_id(tokens[a]))
+    await limiter.acquire("a1")
+    assert await limiter.ready_in("a2") > 0
+    assert await limiter.ready_in("b") == 0.0
+
+
+async def test_server_pause_and_lower_limit() -> None:
+    now = [1000.0]
+    limiter = LocalLimiter(RatePolicy(100, 60.0), bucket_of=lambda a: a, clock=lambda: now[0])
+    await limiter.feedback("acct", RateFeedback(limit=100, remaining=0, retry_at=1003.0))
+    assert await limiter.ready_in("acct") == pytest.approx(3.0)
+    now[0] = 1003.5
+    assert await limiter.ready_in("acct") == 0.0
+    await limiter.feedback("acct", RateFeedback(limit=10, remaining=5))
+    assert limiter._limiter("acct").time_period == pytest.approx(6.12)
+
+
+async def test_pause_is_capped_against_clock_skew() -> None:
+    limiter = LocalLimiter(
+        RatePolicy(100, 60.0, max_pause_s=5), bucket_of=lambda a: a, clock=lambda: 0.0
+    )
+    await limiter.feedback("acct", RateFeedback(throttled=True, retry_at=10_000.0))
+    assert await limiter.ready_in("acct") == 5.0
+
+
+def test_feedback_pause_rule() -> None:
+    assert RateFeedback(remaining=0, retry_at=5.0).pause_until == 5.0
+    assert RateFeedback(throttled=True, retry_at=5.0).pause_until == 5.0
+    assert RateFeedback(remaining=3, retry_at=5.0).pause_until is None
+
+
+class BrokenRedis:
+    def __init__(self) -> None:
+        self.up = False
+        self.calls = 0
+
+    async def acquire(self, account: str) -> float:
+        from redis.exceptions import ConnectionError
+
+        self.calls += 1
+        if not self.up:
+            raise ConnectionError("down")
+        return 0.0
+
+    async def ready_in(self, account: str) -> float:
+        return await self.acquire(account)
+
+    async def feedback(self, account: str, fb: RateFeedback) -> None:
+        await self.acquire(account)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_failover_degrades_and_recovers() -> None:
+    now = [0.0]
+    changes: list[bool] = []
+    redis = BrokenRedis()
+    local = LocalLimiter(RatePolicy(1000, 1.0), bucket_of=lambda a: a)
+    limiter = FailoverLimiter(redis, local, changes.append, retry_s=5.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    await limiter.acquire("acct")
+    assert limiter.degraded and changes == [True]
+    calls = redis.calls
+    await asyncio.gather(*(limiter.acquire("acct") for _ in range(3)))
+    assert redis.calls == calls  # not retried before retry_s
+    redis.up = True
+    now[0] = 6.0
+    await limiter.acquire("acct")
+    assert not limiter.degraded and changes == [True, False]

@@ -1,0 +1,51 @@
+"""Commit watermarks: only a contiguous done prefix is ever committable."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.offsets import PartitionTracker
+
+
+def test_commits_only_the_contiguous_done_prefix() -> None:
+    t = PartitionTracker("t", 0)
+    for offset in (10, 11, 12, 13):
+        t.add(offset)
+    assert t.committable() is None
+    t.done(12)
+    assert t.committable() is None  # 10 and 11 are not done
+    t.done(10)
+    assert t.committable() == 11
+    t.done(11)
+    assert t.committable() == 13  # 10..12 done, 13 pending
+    t.committed = 13
+    assert t.committable() is None
+    t.done(13)
+    assert t.committable() == 14
+    assert t.pending == 0
+
+
+def test_gaps_in_offsets_are_not_waited_for() -> None:
+    t = PartitionTracker("t", 0)
+    for offset in (5, 9, 20):  # transaction markers and compaction leave gaps
+        t.add(offset)
+    t.done(5)
+    t.done(9)
+    assert t.committable() == 10
+    t.done(20)
+    assert t.committable() == 21
+
+
+def test_dead_tracker_ignores_late_completions() -> None:
+    t = PartitionTracker("t", 0)
+    t.add(1)
+    t.alive = False
+    t.done(1)
+    assert t.committable() is None
+
+
+def test_offsets_must_increase() -> None:
+    t = PartitionTracker("t", 0)
+    t.add(3)
+    with pytest.raises(ValueError, match="not after"):
+        t.add(3)
