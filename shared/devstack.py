@@ -307,8 +307,13 @@ def kafka_properties(settings: StackSettings) -> str:
 
 
 def _kafka_cluster_id() -> str:
-    # Kafka's Uuid text form: URL-safe base64 of 16 bytes, unpadded.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Kafka's Uuid text form: URL-safe base64 of 16 bytes, unpadded. Like Kafka's
+    # Uuid.randomUuid, never start with "-": the storage tool's argument parser
+    # would read such an id as an option (1 run in 64 failed CI that way).
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _java_argv(settings: StackSettings, libdir: Path, main: str, *args: str) -> list[str]:
@@ -344,8 +349,7 @@ def start_kafka(settings: StackSettings, libdir: Path) -> tuple[int, bool]:
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
-            "-t",
-            _kafka_cluster_id(),
+            f"--cluster-id={_kafka_cluster_id()}",
             "-c",
             str(props),
         )

@@ -124,3 +124,14 @@ def test_stop_leaves_foreign_processes_alone(tmp_path: Path) -> None:
     (settings.dir / "kafka.pid").write_text(str(os.getpid()))
     assert devstack.status(settings)[0].running is False
     assert not (settings.dir / "kafka.pid").exists()
+
+
+def test_cluster_ids_never_look_like_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    # 0xF8 as first byte encodes to "-" in URL-safe base64; the storage tool would
+    # take such an id for an option. The generator must draw again.
+    draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(int=7)])
+    monkeypatch.setattr(devstack.uuid, "uuid4", lambda: next(draws))
+    cid = devstack._kafka_cluster_id()
+    assert not cid.startswith("-") and len(cid) == 22
