@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: venv lint test demo stack-up stack-down clean
+.PHONY: venv lint tools test demo stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -23,9 +23,13 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# helm (built from the Go module proxy) and the CRD / Compose schemas, cached in ~/.cache.
+tools: venv
+	$(BIN)/python -m tests.tools install
+
 # Lint, then the stack (fresh broker data), then pytest. The stack comes down even when
 # tests fail, and the exit code is pytest's.
-test: lint
+test: lint tools
 	@$(BIN)/m2e-sync stack up --fresh || { $(BIN)/m2e-sync stack down; exit 1; }
 	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	  $(BIN)/m2e-sync stack down; exit $$status

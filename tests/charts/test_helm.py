@@ -1,0 +1,226 @@
+"""The Helm chart, checked with the real helm and Kubernetes' and the CRDs' own schemas.
+
+`make test` builds helm and caches the schema modules (tests/tools.py); nothing here
+reaches the network.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from services.registry import SERVICES
+from shared.topics import INPUT_TOPICS
+from tests import tools
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "m2e-sync"
+ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
+KUBERNETES = "1.29"  # the oldest minor we support; every API used is GA there
+VALUES = {"default": [], "all-options": ["-f", str(ALL_OPTIONS)]}
+CRDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): (
+        "prometheus-operator",
+        "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
+    ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): (
+        "prometheus-operator",
+        "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
+    ),
+    ("keda.sh/v1alpha1", "ScaledObject"): ("keda", "config/crd/bases/keda.sh_scaledobjects.yaml"),
+}
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tools.helm()), *args], capture_output=True, text=True, check=False, cwd=CHART
+    )
+
+
+def render(*extra: str) -> list[dict[str, Any]]:
+    done = helm("template", "rel", ".", *extra)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def strict(schema: Any) -> Any:
+    """An OpenAPI v3 CRD schema as a JSON Schema that refuses unknown fields (like kubeconform -strict)."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict(v) for k, v in schema.items()}
+    if out.pop("nullable", False) and "type" in out:
+        out["type"] = [out["type"], "null"]
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
+    module, path = CRDS[(api_version, kind)]
+    crd = yaml.safe_load((tools.module_dir(module) / path).read_text())
+    version = api_version.rsplit("/", 1)[1]
+    (spec,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    return jsonschema.Draft7Validator(strict(spec["schema"]["openAPIV3Schema"]))
+
+
+def problems(doc: dict[str, Any]) -> list[str]:
+    """Every schema violation in one rendered manifest."""
+    key = (doc["apiVersion"], doc["kind"])
+    if key in CRDS:
+        return [
+            f"{doc['kind']}: {'/'.join(map(str, e.path))}: {e.message}"
+            for e in crd_validator(*key).iter_errors(doc)
+        ]
+    try:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{doc['kind']} {doc['metadata']['name']}: {exc.message}"]
+    return []
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_helm_lint_passes_strictly(values: str) -> None:
+    done = helm("lint", "--strict", ".", *VALUES[values])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 chart(s) failed" in done.stdout
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_rendered_manifests_pass_strict_schema_validation(values: str) -> None:
+    docs = render(*VALUES[values])
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "CronJob"} <= kinds
+    if values == "all-options":
+        assert {
+            "HorizontalPodAutoscaler",
+            "ScaledObject",
+            "ServiceMonitor",
+            "PrometheusRule",
+            "NetworkPolicy",
+        } <= kinds
+    assert [p for d in docs for p in problems(d)] == []
+
+
+def test_the_validation_catches_a_misspelled_field() -> None:
+    docs = render("-f", str(ALL_OPTIONS))
+    for kind in ("Deployment", "ServiceMonitor", "ScaledObject"):
+        doc = copy.deepcopy(next(d for d in docs if d["kind"] == kind))
+        doc["spec"]["replicaz"] = 1
+        assert problems(doc), kind
+    rule = copy.deepcopy(next(d for d in docs if d["kind"] == "PrometheusRule"))
+    del rule["spec"]["groups"][0]["name"]
+    assert problems(rule)
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_every_worker_is_a_hardened_deployment_that_outlives_its_shutdown_grace(
+    values: str,
+) -> None:
+    docs = render(*VALUES[values])
+    env = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-env")
+    )
+    grace = float(env["data"]["SHUTDOWN_GRACE_S"])
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in docs
+        if d["kind"] == "Deployment"
+    }
+    assert set(deployments) == set(SERVICES)
+    for name, dep in deployments.items():
+        pod = dep["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["args"] == ["run", name]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert pod["terminationGracePeriodSeconds"] > grace
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_access_tokens_live_only_in_the_secret() -> None:
+    access = "at-7f3c9e-never-in-a-configmap"
+    docs = render("--set", f"m2e.accessTokens.11111111-2222-3333-4444-555555555555={access}")
+    holders = {d["kind"] for d in docs if access in json.dumps(d)}
+    assert holders == {"Secret"}
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    assert yaml.safe_load(secret["stringData"]["credentials.yaml"]) == {
+        "11111111-2222-3333-4444-555555555555": access
+    }
+    # With existingSecret the chart renders no Secret and mounts the named one.
+    docs = render("--set", "m2e.existingSecret=mine")
+    assert "Secret" not in {d["kind"] for d in docs}
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    volumes = dep["spec"]["template"]["spec"]["volumes"]
+    assert {
+        "secretName": "mine",
+        "items": [{"key": "credentials.yaml", "path": "credentials.yaml"}],
+    } in [v.get("secret") for v in volumes]
+
+
+def test_keda_scales_on_the_services_own_group_and_topic_instead_of_the_hpa() -> None:
+    docs = render("-f", str(ALL_OPTIONS))
+    scaled = [d for d in docs if d["kind"] == "ScaledObject"]
+    assert [s["metadata"]["name"] for s in scaled] == ["rel-m2e-sync-variant-sync"]
+    trigger = scaled[0]["spec"]["triggers"][0]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["consumerGroup"] == "m2e-sync.variant-sync"
+    assert trigger["metadata"]["topic"] == INPUT_TOPICS[1]
+    hpas = {
+        d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"
+    }
+    assert hpas == {"rel-m2e-sync-product-sync", "rel-m2e-sync-invoice-upload"}
+    env = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-env")
+    )
+    # 4 (HPA max) + 4 (KEDA max) + 4 (HPA max) + 1 (order-poller, fixed): the degraded share.
+    assert env["data"]["EXPECTED_REPLICAS"] == "13"
+
+
+def test_the_rules_and_the_dashboard_ship_as_the_tested_files() -> None:
+    docs = render("-f", str(ALL_OPTIONS))
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    board = next(d for d in docs if d["metadata"]["name"].endswith("-dashboard"))
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(board["data"]["m2e-sync.json"]) == json.loads(
+        (CHART / "files" / "dashboard.json").read_text()
+    )
+    tick = next(d for d in docs if d["kind"] == "CronJob")
+    (container,) = tick["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["tick"]
+    assert {
+        "name": "TICK_ACCOUNTS",
+        "value": "ebay:11111111-2222-3333-4444-555555555555",
+    } in container["env"]
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    schema = json.loads(
+        (tools.module_dir("compose-spec") / "schema" / "compose-spec.json").read_text()
+    )
+    compose = yaml.safe_load((CHART.parents[1] / "docker-compose.yml").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    assert [
+        f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(compose)
+    ] == []
+    broken = copy.deepcopy(compose)
+    broken["services"]["variant-sync"]["restart_policy"] = "always"
+    assert list(validator.iter_errors(broken))
