@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +152,10 @@ def build_parts(
 
 
 def create_app(
-    service: Service, settings: WorkerSettings, parts: Parts | None = None
+    service: Service,
+    settings: WorkerSettings,
+    parts: Parts | None = None,
+    on_start_failure: Callable[[BaseException], None] | None = None,
 ) -> AsgiFastStream:
     parts = parts or build_parts(service, settings)
     worker = parts.worker
@@ -186,6 +190,17 @@ def create_app(
             return AsgiResponse(b"ready", 200)
         return AsgiResponse(b"not assigned", 503)
 
+    async def start() -> None:
+        try:
+            await worker.start()
+        except Exception as exc:
+            # FastStream would log this and go on serving a worker that never consumes;
+            # the process must exit instead, so Kubernetes restarts it and says why.
+            log.exception("%s failed to start", service.name)
+            if on_start_failure is None:
+                raise
+            on_start_failure(exc)
+
     async def stop() -> None:
         await worker.stop()
         await parts.client.aclose()
@@ -207,12 +222,13 @@ def create_app(
             "with its own consume loop; publishes one result per input message and dead letters.",
         ),
         logger=app_log,
-        after_startup=[worker.start],
+        after_startup=[start],
         on_shutdown=[stop],
     )
 
 
-async def serve(service: Service, settings: WorkerSettings) -> None:
+async def serve(service: Service, settings: WorkerSettings) -> int:
+    """Serve until SIGTERM/SIGINT (exit code 0) or a failed start (exit code 1)."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -222,7 +238,13 @@ async def serve(service: Service, settings: WorkerSettings) -> None:
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
 
-    app = create_app(service, settings)
+    failed: list[BaseException] = []
+
+    def start_failed(exc: BaseException) -> None:
+        failed.append(exc)
+        server.should_exit = True
+
+    app = create_app(service, settings, on_start_failure=start_failed)
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -232,7 +254,9 @@ async def serve(service: Service, settings: WorkerSettings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
-    await Server(config).serve()
+    server = Server(config)
+    await server.serve()
+    return 1 if failed else 0
 
 
 def run(service: Service, settings: WorkerSettings) -> int:
@@ -248,5 +272,4 @@ def run(service: Service, settings: WorkerSettings) -> int:
             "batch_linger_ms": settings.batch_linger_ms,
         },
     )
-    asyncio.run(serve(service, settings))
-    return 0
+    return asyncio.run(serve(service, settings))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 Status = Literal["ok", "failed", "superseded", "duplicate-skipped"]
 
@@ -27,15 +27,31 @@ class SourceRef(BaseModel):
     offset: int
 
 
+# Under the broker's default message.max.bytes (1,048,588) with room for batch overhead.
+RECORD_LIMIT = 1_000_000
+TEXT_LIMIT = 1024  # keys and key fields echoed into results; a hostile 1 MB SKU stays out
+
+
+def clip(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[{len(text) - limit} more characters]"
+
+
 class ErrorInfo(BaseModel):
     code: str
     message: str
+
+    @field_validator("message", mode="after")
+    @classmethod
+    def _short(cls, value: str) -> str:
+        return clip(value, 2000) or ""
 
 
 class ResultRecord(BaseModel):
     """What happened to one input message (`<input-topic>.results`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     status: Status
     account_token: str | None
@@ -49,6 +65,11 @@ class ResultRecord(BaseModel):
     batch_id: str | None = None
     attempts: int = 0
     event_id: str | None = None
+
+    @field_validator("sku", "order_id", "poll", "event_id", mode="after")
+    @classmethod
+    def _clipped(cls, value: str | None) -> str | None:
+        return clip(value)
 
 
 class ResultTemplate:
@@ -101,6 +122,33 @@ def dlq_headers(
     ]
 
 
+def record_size(record: OutRecord) -> int:
+    return (
+        len(record.key or b"")
+        + len(record.value or b"")
+        + sum(len(k) + len(v) + 8 for k, v in record.headers)
+        + 64
+    )
+
+
+def fit(record: OutRecord, limit: int = RECORD_LIMIT) -> OutRecord:
+    """The record cut to what a topic with default limits takes: a key over 1 KiB first,
+    then the value, each noted in a `truncated.*` header with its original size. Only a
+    dead letter of a message already near the broker's limit gets here; its source.*
+    headers still point at the whole original."""
+    if record_size(record) <= limit:
+        return record
+    key, value, headers = record.key, record.value, list(record.headers)
+    if key is not None and len(key) > TEXT_LIMIT:
+        headers.append(("truncated.key-bytes", str(len(key)).encode()))
+        key = key[:TEXT_LIMIT]
+    if value is not None and record_size(replace(record, key=key, headers=headers)) > limit:
+        headers.append(("truncated.value-bytes", str(len(value)).encode()))
+        over = record_size(replace(record, key=key, headers=headers)) - limit
+        value = value[: max(0, len(value) - over)]
+    return replace(record, key=key, value=value, headers=headers)
+
+
 class Publisher:
     """Publishes records and returns once every one of them is acknowledged."""
 
@@ -138,7 +186,7 @@ class Publisher:
     async def publish(self, records: Sequence[OutRecord]) -> None:
         batches: dict[tuple[str, int], Any] = {}
         sent: list[asyncio.Future[Any]] = []
-        for record in records:
+        for record in map(fit, records):
             parts = await self._partitions_for(record.topic)
             if record.key is not None:
                 slot_key = (record.topic, record.key)

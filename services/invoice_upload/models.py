@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.m2e.models import NonEmptyStr, optional
+from shared.m2e.models import Key, ShortText, Url, optional
 
 Amount = Annotated[float, Field(ge=0)]
 
@@ -21,14 +21,14 @@ class InvoiceEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     account_token: UUID
-    order_id: NonEmptyStr
-    invoice_number: NonEmptyStr
+    order_id: Key
+    invoice_number: Key
     total_amount: Amount | None = None
     total_vat_amount: Amount | None = None
-    shipping_id: str | None = None
-    transaction_id: str | None = None
+    shipping_id: ShortText | None = None
+    transaction_id: ShortText | None = None
     invoice_pdf_base64: str | None = None
-    invoice_url: str | None = None
+    invoice_url: Url | None = None
     event_id: str = optional()
     occurred_at: datetime = optional()
 

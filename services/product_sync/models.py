@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.m2e.models import Currency, NonEmptyStr, Price, Quantity, optional
+from shared.m2e.models import Currency, Key, NonEmptyStr, Price, Quantity, optional
 
 
 class _Event(BaseModel):
@@ -39,7 +39,7 @@ class ProductEvent(_Event):
     op: Literal["upsert", "delete"] = "upsert"
     source: Literal["m2e", "sap-anywhere"] = "m2e"
     product: dict[str, Any] | None = None  # validated by its source's model
-    sku: NonEmptyStr = optional()  # for deletes without a product body
+    sku: Key = optional()  # for deletes without a product body
     pricing: Pricing = optional()
     event_id: str = optional()
     occurred_at: datetime = optional()
@@ -78,7 +78,7 @@ class SapSku(_Sap):
     and `code`; the other fields are what SAP Anywhere's SKU records carry and what a
     publisher may include (all optional)."""
 
-    code: NonEmptyStr
+    code: Key
     name: str | None = None
     barcode: str | None = None
     status: str | None = None
@@ -91,7 +91,7 @@ class SapSku(_Sap):
 
 
 class SapProduct(_Sap):
-    code: NonEmptyStr
+    code: Key
     name: NonEmptyStr
     status: str | None = "Active"
     description: str | None = None

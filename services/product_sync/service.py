@@ -189,11 +189,16 @@ class ProductSync:
                 account,
                 product.sku,
             )
-        skus = [v.sku for v in product.variants]
-        if len(set(skus)) != len(skus):
-            raise InvalidMessage(
-                "variants: a variant SKU appears twice", "ValidationError", account, product.sku
-            )
+        seen: set[str] = set()
+        for sku in (v.sku for v in product.variants):
+            if sku in seen:
+                raise InvalidMessage(
+                    f"variants: the variant SKU {sku!r} appears twice",
+                    "ValidationError",
+                    account,
+                    product.sku,
+                )
+            seen.add(sku)
         return product.model_dump(mode="json", exclude_unset=True)
 
     # ------------------------------------------------------------------ send

@@ -16,6 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 MAX_BATCH_ITEMS = 500  # maxItems of every catalog batch endpoint
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+# ASSUMPTION (DESIGN §9): the reference gives no lengths. We cap text where marketplaces
+# do (SKUs and order ids of at most 255 characters, titles of 1,000, URLs of 2,048) so a
+# hostile 1 MB string is refused before it spends quota; the sandbox enforces the same.
+Key = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+ShortText = Annotated[str, StringConstraints(max_length=255)]
+Title = Annotated[str, StringConstraints(max_length=1000)]
+Text = Annotated[str, StringConstraints(max_length=100_000)]
+Url = Annotated[str, StringConstraints(max_length=2048)]
 Currency = Annotated[str, StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")]
 Price = Annotated[float, Field(ge=0, le=1_000_000)]
 Quantity = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -57,16 +65,16 @@ class _Request(BaseModel):
 
 
 class NameValue(_Request):
-    name: str
-    value: str
+    name: ShortText
+    value: ShortText
 
 
 class VariantCreate(_Request):
-    sku: NonEmptyStr
-    barcode: str | None
+    sku: Key
+    barcode: ShortText | None
     price: Price
     quantity: Quantity
-    images: list[str] = optional()
+    images: list[Url] = optional()
     options: list[NameValue] = optional()
     attributes: list[NameValue] = optional()
     weight: NonNegative | None = None
@@ -78,23 +86,23 @@ class VariantCreate(_Request):
 
 
 class ProductCreate(_Request):
-    sku: NonEmptyStr
+    sku: Key
     status: ProductStatus
     is_simple: bool
     currency: Currency
-    title: str
-    description: str = optional()
-    images: list[str] = optional()
+    title: Title
+    description: Text = optional()
+    images: list[Url] = optional()
     attributes: list[NameValue] = optional()
     variants: Annotated[list[VariantCreate], Field(min_length=1)]
 
 
 class ProductUpdate(_Request):
-    sku: NonEmptyStr
+    sku: Key
     currency: Currency = optional()
-    title: str = optional()
-    description: str = optional()
-    images: list[str] = optional()
+    title: Title = optional()
+    description: Text = optional()
+    images: list[Url] = optional()
     attributes: list[NameValue] = optional()
 
 
@@ -103,11 +111,11 @@ class ProductsUpdateRequest(_Request):
 
 
 class VariantUpdate(_Request):
-    sku: NonEmptyStr
-    barcode: str = optional()
+    sku: Key
+    barcode: ShortText = optional()
     price: Price = optional()
     quantity: Quantity = optional()
-    images: list[str] = optional()
+    images: list[Url] = optional()
     options: list[NameValue] = optional()
     attributes: list[NameValue] = optional()
 
@@ -117,16 +125,16 @@ class VariantsUpdateRequest(_Request):
 
 
 class ProductDelete(_Request):
-    sku: NonEmptyStr
+    sku: Key
 
 
 class InvoiceUpload(_Request):
-    order_id: NonEmptyStr
-    invoice_number: NonEmptyStr
+    order_id: Key
+    invoice_number: Key
     total_amount: float | None = None
     total_vat_amount: float | None = None
-    shipping_id: str | None = None
-    transaction_id: str | None = None
+    shipping_id: ShortText | None = None
+    transaction_id: ShortText | None = None
     invoice_data: NonEmptyStr = Field(
         json_schema_extra={"contentEncoding": "base64", "contentMediaType": "application/pdf"}
     )

@@ -23,6 +23,7 @@ from .harness import (
     ACCT_A2,
     ACCT_B,
     CREDENTIALS,
+    WorkerProcess,
     create_topics,
     eventually,
     produce,
@@ -236,3 +237,22 @@ async def test_tick_command_discovers_the_accounts_or_takes_a_list(
     await tick(listed, None, topic=ticks)
     records = await read_all(bootstrap_servers, ticks, 4)
     assert f"kaufland:{ACCT_B}" in {r.key.decode() for r in records}
+
+
+async def test_a_worker_that_cannot_start_exits_non_zero_naming_the_setting(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path
+) -> None:
+    sandbox = await sandbox_server(sandbox_config())
+    ticks, orders_topic, _cursors = await order_topics(bootstrap_servers)
+    env = worker_env(
+        bootstrap_servers,
+        sandbox.base_url,
+        ticks,
+        f"it-{uuid.uuid4().hex[:8]}",
+        write_credentials(tmp_path),
+        orders_topic=orders_topic,
+        order_cursor_topic=f"it.{uuid.uuid4().hex[:8]}.no-such-cursors",
+    )
+    worker = WorkerProcess("order-poller", env, tmp_path, "nostart")
+    assert await worker.wait(timeout_s=60) == 1
+    assert "ORDER_CURSOR_TOPIC" in worker.log()

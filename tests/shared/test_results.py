@@ -51,3 +51,37 @@ def test_dlq_headers_carry_reason_and_source_and_keep_original_headers() -> None
         "source.offset": b"41",
         "traceparent": b"00-abc",
     }
+
+
+def test_a_dead_letter_near_the_broker_limit_is_cut_to_fit_and_says_so() -> None:
+    from shared.results import RECORD_LIMIT, OutRecord, dlq_headers, fit, record_size
+
+    value = b"x" * 1_000_000  # the source topic took it; with DLQ headers it no longer fits
+    key = b"k" * 5000
+    record = OutRecord(
+        "t.dlq", key, value, dlq_headers("ValidationError", "sku: too long", "t", 0, 7)
+    )
+    cut = fit(record)
+    assert record_size(cut) <= RECORD_LIMIT
+    headers = dict(cut.headers)
+    assert headers["truncated.value-bytes"] == b"1000000"
+    assert headers["truncated.key-bytes"] == b"5000"
+    assert headers["source.offset"] == b"7"  # the whole original is still findable
+    assert cut.value is not None and value.startswith(cut.value) and len(cut.value) > 990_000
+    small = OutRecord("t.dlq", b"k", b"v", record.headers)
+    assert fit(small) is small
+
+
+def test_results_clip_hostile_keys_and_messages() -> None:
+    from shared.results import ErrorInfo, ResultRecord, SourceRef
+
+    result = ResultRecord(
+        status="failed",
+        account_token=None,
+        operation="decode",
+        error=ErrorInfo(code="KeyMismatch", message="m" * 50_000),
+        source=SourceRef(topic="t", partition=0, offset=1),
+    )
+    result.sku = "s" * 1_000_000  # the worker sets the key field after construction
+    assert len(result.model_dump_json()) < 5000
+    assert result.sku is not None and result.sku.endswith("[998976 more characters]")

@@ -1,0 +1,15 @@
+"""Hostile inputs run against the real broker, like the integration tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import sandbox_server
+
+__all__ = ["sandbox_server"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/bad_input" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
