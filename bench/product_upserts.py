@@ -16,7 +16,6 @@ import asyncio
 import json
 import random
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -84,34 +83,40 @@ def event(rng: random.Random, account: str, sku: str, version: int) -> dict[str,
     }
 
 
-async def main(args: argparse.Namespace) -> None:
+async def throughput(messages: int = 100_000, skus: int = 5000) -> dict[str, Any]:
     accounts = [str(uuid.UUID(int=i + 1)) for i in range(2)]
     rng = random.Random(3)
-    messages = []
-    for version in range(args.messages):
-        sku = f"P-{rng.randrange(args.skus):05d}"
+    events = []
+    for version in range(messages):
+        sku = f"P-{rng.randrange(skus):05d}"
         account = accounts[hash(sku) % 2]
-        messages.append((sku.encode(), json.dumps(event(rng, account, sku, version)).encode()))
+        events.append((sku.encode(), json.dumps(event(rng, account, sku, version)).encode()))
     with tempfile.TemporaryDirectory() as tmp:
         creds = credentials(Path(tmp), accounts)
         topic = await make_topic("product-upserts")
-        t = time.perf_counter()
-        await produce(topic, messages)
-        print(
-            f"produced {args.messages:,} product events over {args.skus:,} SKUs in {time.perf_counter() - t:.1f}s"
-        )
-        base = await baseline(topic, args.messages)
-        print(f"baseline  bare aiokafka getmany          {base:10,.0f} msg/s")
+        await produce(topic, events)
+        base = await baseline(topic, messages)
         elapsed, sink = await run_worker(
-            ProductSync(set(accounts)), topic, args.messages, creds, limited=False
+            ProductSync(set(accounts)), topic, messages, creds, limited=False
         )
-        rate = args.messages / elapsed
-        print(
-            f"pipeline  product-sync, limiter off       {rate:10,.0f} msg/s  "
-            f"({elapsed:.2f}s; {rate / base:.3f}x the baseline)"
-        )
-        print(f"          requests by route: {dict(sink.routes)}")
-        print(f"          target >= 10,000 msg/s: {'MET' if rate >= 10_000 else 'NOT MET'}")
+    return {
+        "messages": messages,
+        "baseline_msg_s": base,
+        "msg_s": messages / elapsed,
+        "seconds": elapsed,
+        "routes": dict(sink.routes),
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    t = await throughput(args.messages, args.skus)
+    print(f"baseline  bare aiokafka getmany          {t['baseline_msg_s']:10,.0f} msg/s")
+    print(
+        f"pipeline  product-sync, limiter off       {t['msg_s']:10,.0f} msg/s  "
+        f"({t['seconds']:.2f}s; {t['msg_s'] / t['baseline_msg_s']:.3f}x the baseline)"
+    )
+    print(f"          requests by route: {t['routes']}")
+    print(f"          target >= 10,000 msg/s: {'MET' if t['msg_s'] >= 10_000 else 'NOT MET'}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ read back from their compacted topic.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -92,6 +93,8 @@ class OrderPoller:
         self.metrics = metrics
         self.cursors: dict[str, Cursor] = {}
         self._producer: AIOKafkaProducer | None = None
+        # One transactional producer, many accounts polled at once: one transaction at a time.
+        self._transaction_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -242,7 +245,7 @@ class OrderPoller:
         now: datetime,
     ) -> None:
         assert self._producer is not None
-        async with self._producer.transaction():
+        async with self._transaction_lock, self._producer.transaction():
             for order in orders:
                 record = OrderRecord(
                     account_token=account, channel=channel, order=order, fetched_at=now

@@ -256,3 +256,41 @@ async def test_a_worker_that_cannot_start_exits_non_zero_naming_the_setting(
     worker = WorkerProcess("order-poller", env, tmp_path, "nostart")
     assert await worker.wait(timeout_s=60) == 1
     assert "ORDER_CURSOR_TOPIC" in worker.log()
+
+
+async def test_accounts_polled_at_once_share_the_transactional_producer(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path, caplog: Any
+) -> None:
+    # With the limiter off, every account's poll runs concurrently; their transactions
+    # must take turns on the one producer (found by bench/more_services.py).
+    sandbox = await sandbox_server(
+        sandbox_config(
+            orders={"per_account": 5000, "new_per_minute": 0, "status_change_per_minute": 0}
+        )
+    )
+    ticks, orders_topic, cursors = await order_topics(bootstrap_servers)
+    service = OrderPoller(
+        set(CREDENTIALS),
+        bootstrap_servers,
+        orders_topic=orders_topic,
+        cursor_topic=cursors,
+        transactional_id=f"it-poller-{uuid.uuid4().hex[:6]}",
+        initial_lookback=timedelta(days=31),
+    )
+    settings = worker_settings(
+        bootstrap_servers, sandbox.base_url, ticks, tmp_path, rate_limit_enabled=False
+    )
+    parts = build_parts(service, settings)
+    await parts.worker.start()
+    try:
+        await produce(bootstrap_servers, ticks, [tick(c, a) for c, a in ACCOUNTS])
+        results = [
+            json.loads(r.value) for r in await read_all(bootstrap_servers, f"{ticks}.results", 3)
+        ]
+        assert [r["status"] for r in results] == ["ok"] * 3
+        assert [r["attempts"] for r in results] == [1] * 3, results  # no batch failed
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        orders = await read_orders(bootstrap_servers, orders_topic)
+        assert len({o["order"]["token"] for o in orders}) == 3 * 5000
+    finally:
+        await parts.worker.stop()

@@ -1,0 +1,238 @@
+"""Rate-budget use: 3 replicas of each of the 4 services on one account token.
+
+    .venv/bin/m2e-sync stack up
+    .venv/bin/python bench/shared_budget.py [--seconds 60] [--limit 50] [--period 5]
+
+Twelve `m2e-sync run` processes (product-sync, variant-sync, invoice-upload, order-poller,
+three of each) share one access token's budget through Redis, against the sandbox
+metering the same budget in fixed windows. Every topic holds more work than the budget
+can carry, so the budget is the bottleneck throughout. Measured over the complete sandbox
+windows of the steady state: requests served ÷ what the windows allow, and 429s.
+Target: ≥ 98 % of the limit, zero 429s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import BOOTSTRAP, REDIS_URL, produce
+
+from services.sandbox.config import RateLimitConfig
+from shared.demo import invoice_pdf
+from tests.integration.harness import (
+    ACCT_A,
+    ACCT_A2,
+    TOKEN_A,
+    SandboxServer,
+    WorkerProcess,
+    create_topics,
+    eventually,
+    sandbox_config,
+)
+from tests.integration.test_order_poller import order_topics
+
+SERVICES = {
+    "variant-sync": "variant-updates",
+    "product-sync": "product-upserts",
+    "invoice-upload": "invoice-uploads",
+    "order-poller": "order-poll-ticks",
+}
+
+
+def windows(log: list[dict[str, Any]], period: float) -> list[tuple[float, int]]:
+    """(start, served) per sandbox window: one opens at the first request after the last
+    one closed, as the sandbox's fixed-window limiter opens them; 429s are not served."""
+    out: list[tuple[float, int]] = []
+    for entry in sorted(log, key=lambda e: e["t"]):
+        if not out or entry["t"] >= out[-1][0] + period:
+            out.append((entry["t"], 0))
+        if entry["status"] != 429:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+    return out
+
+
+def js(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+async def workload(sandbox: SandboxServer, topics: dict[str, str], scale: int) -> None:
+    """More of everything than the budget can carry in the run."""
+    variants = [f"SB-{i:06d}" for i in range(scale * 500)]
+    await sandbox.seed_variants(TOKEN_A, variants, per_product=250)
+    accounts = [ACCT_A, ACCT_A2]
+    await produce(
+        topics["variant-updates"],
+        (
+            (sku.encode(), js({"account_token": ACCT_A, "sku": sku, "price": i % 500 + 0.5}))
+            for i, sku in enumerate(variants)
+        ),
+    )
+    products = []
+    for i in range(scale * 500):
+        sku = f"SBP-{i:06d}"
+        body = {
+            "sku": sku,
+            "status": 1,
+            "is_simple": True,
+            "currency": "EUR",
+            "title": f"Budget product {i}",
+            "variants": [{"sku": sku, "barcode": None, "price": 9.5, "quantity": 3}],
+        }
+        products.append((sku.encode(), js({"account_token": accounts[i % 2], "product": body})))
+    await produce(topics["product-upserts"], products)
+    orders = [o["order_id"] for o in sandbox.sandbox.orders.orders(ACCT_A)]
+    invoices = []
+    for i in range(scale * 10):
+        order = orders[i % len(orders)]
+        number = f"INV-SB-{i:06d}"
+        pdf = base64.b64encode(invoice_pdf(order, number)).decode()
+        invoices.append(
+            (
+                order.encode(),
+                js(
+                    {
+                        "account_token": ACCT_A,
+                        "order_id": order,
+                        "invoice_number": number,
+                        "invoice_pdf_base64": pdf,
+                    }
+                ),
+            )
+        )
+    await produce(topics["invoice-uploads"], invoices)
+    ticks = [
+        (f"{ch}:{acct}".encode(), js({"account_token": acct, "channel": ch}))
+        for _ in range(scale * 3)
+        for acct, ch in ((ACCT_A, "ebay"), (ACCT_A2, "amazon"))
+    ]
+    await produce(topics["order-poll-ticks"], ticks)
+
+
+async def keep_ticking(topic: str, stop: asyncio.Event) -> None:
+    """A tick per account a second, as `m2e-sync tick --every 1` would publish."""
+    while not stop.is_set():
+        await produce(
+            topic,
+            [
+                (f"{ch}:{acct}".encode(), js({"account_token": acct, "channel": ch}))
+                for acct, ch in ((ACCT_A, "ebay"), (ACCT_A2, "amazon"))
+            ],
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+async def run(
+    seconds: float = 60.0, limit: int = 50, period: float = 5.0, replicas: int = 3
+) -> dict[str, Any]:
+    scale = int(seconds * limit / period) + 50  # requests' worth of work per topic
+    config = sandbox_config(orders={"per_account": 200, "new_per_minute": 30})
+    config.users = config.users[:1]
+    sandbox = SandboxServer(config)
+    await sandbox.start()
+    procs: list[WorkerProcess] = []
+    try:
+        topics = {base: await create_topics(BOOTSTRAP, base) for base in SERVICES.values()}
+        ticks, orders_topic, cursors = await order_topics(BOOTSTRAP)
+        topics["order-poll-ticks"] = ticks
+        await workload(sandbox, topics, scale)
+        # The budget starts now: the seeding above went through the API unmetered.
+        sandbox.sandbox.limiter.configure(RateLimitConfig(requests=limit, period_s=period))
+        sandbox.sandbox.limiter.reset()
+        sandbox.sandbox.stats.log.clear()
+        tmp = Path(tempfile.mkdtemp(prefix="m2e-bench-"))
+        creds = tmp / "credentials.yaml"
+        creds.write_text(f"{ACCT_A}: {TOKEN_A}\n{ACCT_A2}: {TOKEN_A}\n")
+        prefix = f"bench-rl-{uuid.uuid4().hex[:6]}"
+        for service, base in SERVICES.items():
+            group = f"bench-{service}-{uuid.uuid4().hex[:6]}"
+            for r in range(replicas):
+                env = {
+                    "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+                    "KAFKA_INPUT_TOPIC": topics[base],
+                    "KAFKA_GROUP_ID": group,
+                    "M2E_BASE_URL": sandbox.base_url,
+                    "M2E_CREDENTIALS_FILE": str(creds),
+                    "REDIS_URL": REDIS_URL,
+                    "RATE_LIMIT_REDIS_PREFIX": prefix,
+                    "RATE_LIMIT_REQUESTS": str(limit),
+                    "RATE_LIMIT_PERIOD_S": str(period),
+                    "EXPECTED_REPLICAS": str(replicas * len(SERVICES)),
+                    "ORDERS_TOPIC": orders_topic,
+                    "ORDER_CURSOR_TOPIC": cursors,
+                    "ORDER_TRANSACTIONAL_ID": f"{prefix}.order-poller.{r}",
+                    "LOG_LEVEL": "WARNING",
+                }
+                procs.append(WorkerProcess(service, env, tmp, f"{service}-{r}"))
+        await eventually(lambda: all(p.ready() for p in procs), timeout_s=120)
+        warmup = 2 * period
+        started = time.time()
+        stop = asyncio.Event()
+        ticker = asyncio.create_task(keep_ticking(topics["order-poll-ticks"], stop))
+        await asyncio.sleep(warmup + seconds + period)
+        stop.set()
+        await ticker
+        log = [e for e in sandbox.sandbox.stats.log if e["t"] >= started]
+        wins = windows(log, period)
+        steady = [(t, n) for t, n in wins if t >= started + warmup and t + period <= time.time()]
+        steady = steady[: max(1, int(seconds / period))]
+        served = sum(n for _, n in steady)
+        allowed = limit * len(steady)
+        per_route = Counter(e["route"] for e in log if e["status"] != 429)
+        return {
+            "limit": limit,
+            "period_s": period,
+            "replicas": replicas * len(SERVICES),
+            "windows": len(steady),
+            "served": served,
+            "allowed": allowed,
+            "use": served / allowed if allowed else 0.0,
+            "throttled": sum(1 for e in log if e["status"] == 429),
+            "throttled_by_route": dict(Counter(e["route"] for e in log if e["status"] == 429)),
+            "per_route": dict(per_route),
+            "times": [e["t"] - started for e in log if e["status"] != 429],
+            "throttled_times": [e["t"] - started for e in log if e["status"] == 429],
+            "crashed": [p.log_path.name for p in procs if p.proc.poll() is not None],
+        }
+    finally:
+        for p in procs:
+            p.signal(15)
+        for p in procs:
+            await p.wait(60)
+        await sandbox.close()
+
+
+def report(r: dict[str, Any]) -> None:
+    print(
+        f"shared budget  {r['replicas']} processes, {r['limit']} req / {r['period_s']:g} s: "
+        f"{r['served']}/{r['allowed']} over {r['windows']} windows = {r['use']:.1%} of the limit, "
+        f"{r['throttled']} × 429  (target ≥ 98 %, 0 × 429: "
+        f"{'MET' if r['use'] >= 0.98 and r['throttled'] == 0 else 'NOT MET'})"
+    )
+    print(f"               by route: {r['per_route']}")
+    if r["throttled"]:
+        print(
+            f"               429s at {[round(t, 1) for t in r['throttled_times']]} s: {r['throttled_by_route']}"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--period", type=float, default=5.0)
+    args = parser.parse_args()
+    report(asyncio.run(run(args.seconds, args.limit, args.period)))
