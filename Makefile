@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: venv lint tools test demo stack-up stack-down clean
+.PHONY: venv lint tools test bench chaos demo stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -33,6 +33,11 @@ test: lint tools
 	@$(BIN)/m2e-sync stack up --fresh || { $(BIN)/m2e-sync stack down; exit 1; }
 	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	  $(BIN)/m2e-sync stack down; exit $$status
+
+# The benchmark suite against the real stack: rewrites bench/RESULTS.md and its pictures.
+bench: venv
+	@$(BIN)/m2e-sync stack up || { $(BIN)/m2e-sync stack down; exit 1; }
+	@status=0; $(BIN)/python bench/suite.py || status=$$?; $(BIN)/m2e-sync stack down; exit $$status
 
 demo: venv
 	$(BIN)/m2e-sync demo

@@ -88,11 +88,8 @@ async def run(n_requests: int, concurrency: int, base: str) -> dict[str, float]:
     return {"baseline_rps": baseline, "create_rps": creates}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=4)
-    args = parser.parse_args()
+def measure(requests: int = 300, concurrency: int = 4) -> dict[str, float]:
+    """Creates of 500 items against a sandbox process of its own."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -122,10 +119,19 @@ def main() -> int:
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)
-            result = asyncio.run(run(args.requests, args.concurrency, base))
+            result = asyncio.run(run(requests, concurrency, base))
         finally:
             proc.terminate()
             proc.wait()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    result = measure(args.requests, args.concurrency)
     per_min = result["create_rps"] * 60
     print(f"sandbox: {args.requests} create requests x 500 items, concurrency {args.concurrency}")
     print(f"  baseline GET /user/accounts/   {result['baseline_rps']:8.1f} req/s")

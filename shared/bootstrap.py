@@ -49,7 +49,10 @@ def build_limiter(settings: WorkerSettings, credentials: Credentials, metrics: M
     if not settings.rate_limit_enabled:
         return UnlimitedLimiter()
     policy = RatePolicy(
-        settings.rate_limit_requests, settings.rate_limit_period_s, settings.rate_limit_safety
+        settings.rate_limit_requests,
+        settings.rate_limit_period_s,
+        settings.rate_limit_safety,
+        jitter_s=settings.rate_limit_jitter_ms / 1000,
     )
 
     def bucket_of(account_token: str) -> str:

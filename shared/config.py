@@ -71,7 +71,8 @@ class WorkerSettings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_requests: Annotated[int, Field(ge=1)] = 100
     rate_limit_period_s: Annotated[float, Field(gt=0)] = 60.0
-    rate_limit_safety: Annotated[float, Field(ge=0, le=1)] = 0.02
+    rate_limit_safety: Annotated[float, Field(ge=0, le=1)] = 0.0
+    rate_limit_jitter_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
     rate_limit_redis_prefix: str = "m2e-sync:rl"  # Redis key prefix of the shared buckets
     expected_replicas: Annotated[int, Field(ge=1)] = 3  # degraded share = rate ÷ this
 

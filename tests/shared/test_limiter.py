@@ -11,10 +11,20 @@ from shared.limiter import FailoverLimiter, LocalLimiter, RateFeedback, RatePoli
 
 
 def test_policy_interval_includes_safety_and_server_limit() -> None:
-    p = RatePolicy(requests=100, period_s=60, safety=0.02)
+    p = RatePolicy(requests=100, period_s=60, safety=0.02, jitter_s=0.0)
     assert p.interval() == pytest.approx(0.612)
     assert p.interval(limit=50) == pytest.approx(1.224)
     assert p.interval(limit=500) == pytest.approx(0.612)  # a higher server limit is not taken
+
+
+def test_the_jitter_margin_is_a_time_not_a_share_of_the_period() -> None:
+    # N requests spaced (P + J) / N apart span P + J - (P + J) / N: even if their delays
+    # differ by J, no window of P seconds receives N + 1.
+    p = RatePolicy(requests=100, period_s=60)
+    assert p.interval() == pytest.approx(60.1 / 100)
+    assert 100 * 60 / (p.interval() * 100) / 100 == pytest.approx(0.99834, abs=1e-5)  # share used
+    short = RatePolicy(requests=10, period_s=1)
+    assert short.interval() == pytest.approx(0.11)
 
 
 def test_bucket_id_hides_the_token() -> None:
@@ -47,7 +57,7 @@ async def test_server_pause_and_lower_limit() -> None:
     now[0] = 1003.5
     assert await limiter.ready_in("acct") == 0.0
     await limiter.feedback("acct", RateFeedback(limit=10, remaining=5))
-    assert limiter._limiter("acct").time_period == pytest.approx(6.12)
+    assert limiter._limiter("acct").time_period == pytest.approx(6.01)  # (60 s + 0.1 s) / 10
 
 
 async def test_pause_is_capped_against_clock_skew() -> None:
