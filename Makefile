@@ -39,6 +39,12 @@ bench: venv
 	@$(BIN)/m2e-sync stack up || { $(BIN)/m2e-sync stack down; exit 1; }
 	@status=0; $(BIN)/python bench/suite.py || status=$$?; $(BIN)/m2e-sync stack down; exit $$status
 
+# Crashes, broker and Redis restarts and API faults during a 100,000-event run; exits 1 if
+# anything is lost (the fast part runs in make test: tests/integration/test_chaos.py).
+chaos: venv
+	@$(BIN)/m2e-sync stack up || { $(BIN)/m2e-sync stack down; exit 1; }
+	@status=0; $(BIN)/python bench/chaos.py || status=$$?; $(BIN)/m2e-sync stack down; exit $$status
+
 demo: venv
 	$(BIN)/m2e-sync demo
 

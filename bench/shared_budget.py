@@ -96,10 +96,11 @@ async def workload(sandbox: SandboxServer, topics: dict[str, str], requests: int
         products.append((sku.encode(), js({"account_token": accounts[i % 2], "product": body})))
     await produce(topics["product-upserts"], products)
     orders = [o["order_id"] for o in sandbox.sandbox.orders.orders(ACCT_A)]
+    run_id = uuid.uuid4().hex[:6]
     invoices = []
     for i in range(requests):
         order = orders[i % len(orders)]
-        number = f"INV-SB-{i:06d}"
+        number = f"INV-SB-{run_id}-{i:06d}"  # new per run: the Redis ledger remembers uploads
         pdf = base64.b64encode(invoice_pdf(order, number)).decode()
         invoices.append(
             (

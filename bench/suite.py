@@ -145,7 +145,7 @@ def write(r: dict[str, Any], out: Path, command: str, quick: bool) -> Path:
         "",
         f"Machine: {machine()}",
         "",
-        "Each benchmark is also a script of its own under `bench/` (the command is given); the stack must be up (`m2e-sync stack up`).",
+        "Each benchmark is also a script of its own under `bench/` (the command is given); the stack must be up (`m2e-sync stack up`). Fault injection (`make chaos`) writes its figures to [CHAOS.md](CHAOS.md).",
         "",
         "| # | what | target | measured | |",
         "|---|---|---|---|---|",

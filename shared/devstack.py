@@ -233,15 +233,19 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _stop(settings: StackSettings, name: str, timeout_s: float = 30.0) -> bool:
+def _stop(
+    settings: StackSettings, name: str, timeout_s: float = 30.0, *, hard: bool = False
+) -> bool:
+    """SIGTERM (then SIGKILL after `timeout_s`), or SIGKILL at once when `hard`."""
     pid = _owned_pid(settings, name)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
-        _reap(pid)
-        time.sleep(0.1)
+    if not hard:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.1)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
         while _alive(pid):
@@ -473,6 +477,24 @@ def up(settings: StackSettings, *, fresh: bool = False, echo: Echo = print) -> N
 def down(settings: StackSettings, *, echo: Echo = print) -> None:
     for name in ("redis", "kafka"):
         echo(f"{name:6} {'stopped' if _stop(settings, name) else 'was not running'}")
+
+
+def kill(settings: StackSettings, name: str) -> bool:
+    """SIGKILL our `name` process (kafka or redis), as a crash would: for fault injection."""
+    return _stop(settings, name, hard=True)
+
+
+def restart(settings: StackSettings, name: str, *, hard: bool = False) -> int:
+    """Stop `name` (SIGTERM, or SIGKILL when hard) and start it again on the same data;
+    returns the new pid once it answers."""
+    _stop(settings, name, hard=hard)
+    if name == "kafka":
+        pid, _ = start_kafka(settings, ensure_kafka_jars(settings))
+    elif name == "redis":
+        pid, _ = start_redis(settings)
+    else:
+        raise StackError(f"no stack component {name!r}")
+    return pid
 
 
 def status(settings: StackSettings) -> list[Component]:

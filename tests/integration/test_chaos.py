@@ -1,0 +1,25 @@
+"""The fast part of `make chaos`: crashes, a broker restart, Redis killed and API faults
+during a run; nothing is lost, the DLQ holds only the invalid inputs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import chaos
+
+
+async def test_nothing_is_lost_through_kills_restarts_and_faults() -> None:
+    result = await chaos.run(
+        events=6000, kills=2, seconds=16.0, skus_per_account=300, say=lambda _line: None
+    )
+    chaos.report(result)
+    assert result["lost"] == 0, result["lost_examples"]
+    assert result["missing_results"] == 0
+    assert result["dlq_only_invalid"] and result["dlq_records"] >= result["dlq_expected"] > 0
+    assert len(result["timeline"]) == 2 + 1 + 2  # two kills, the broker, Redis down and up
+    api = result["api"]["PATCH /catalog/product/variant/"]
+    assert api.get("500", 0) > 0 and api.get("429", 0) > 0 and api.get("0", 0) > 0  # faults hit
+    assert result["ok"]
