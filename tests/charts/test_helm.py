@@ -224,3 +224,14 @@ def test_compose_file_follows_the_compose_specification() -> None:
     broken = copy.deepcopy(compose)
     broken["services"]["variant-sync"]["restart_policy"] = "always"
     assert list(validator.iter_errors(broken))
+
+
+def test_bad_values_fail_at_render_naming_the_setting() -> None:
+    typo = helm("template", "rel", ".", "--set", "services.variant-sync.replica=2")
+    assert (
+        typo.returncode != 0 and "services.variant-sync" in typo.stderr and "replica" in typo.stderr
+    )
+    protocol = helm("template", "rel", ".", "--set", "kafka.securityProtocol=SASL")
+    assert protocol.returncode != 0 and "kafka.securityProtocol" in protocol.stderr
+    sasl = helm("template", "rel", ".", "--set", "kafka.securityProtocol=SASL_SSL")
+    assert sasl.returncode != 0 and "kafka.sasl.existingSecret" in sasl.stderr
