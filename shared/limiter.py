@@ -117,6 +117,7 @@ class LocalLimiter:
         self._limiters: dict[str, AsyncLimiter] = {}
         self._server_limit: dict[str, int] = {}
         self._paused_until: dict[str, float] = {}
+        self._granted: dict[str, float] = {}  # bucket → loop time of its last grant
 
     def _limiter(self, bucket: str) -> AsyncLimiter:
         limiter = self._limiters.get(bucket)
@@ -135,6 +136,7 @@ class LocalLimiter:
                 break
             await asyncio.sleep(pause)
         await self._limiter(bucket).acquire()
+        self._granted[bucket] = asyncio.get_running_loop().time()  # aiolimiter's clock
         return self._clock() - started
 
     async def ready_in(self, account_token: str) -> float:
@@ -143,7 +145,15 @@ class LocalLimiter:
         if pause:
             return pause
         limiter = self._limiter(bucket)
-        return 0.0 if limiter.has_capacity() else limiter.time_period
+        if limiter.has_capacity():
+            return 0.0
+        # What is left of the interval since the last grant, not a whole interval: the
+        # scheduler sleeps exactly this long, so the budget is used in full.
+        granted = self._granted.get(bucket)
+        left = limiter.time_period if granted is None else granted + limiter.time_period
+        if granted is not None:
+            left -= asyncio.get_running_loop().time()
+        return min(limiter.time_period, max(left, 0.001))
 
     async def feedback(self, account_token: str, feedback: RateFeedback) -> None:
         bucket = self._bucket_of(account_token)
