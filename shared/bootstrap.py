@@ -247,7 +247,8 @@ async def serve(service: Service, settings: WorkerSettings) -> int:
         failed.append(exc)
         server.should_exit = True
 
-    app = create_app(service, settings, on_start_failure=start_failed)
+    app_parts = build_parts(service, settings)
+    app = create_app(service, settings, app_parts, on_start_failure=start_failed)
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -258,7 +259,26 @@ async def serve(service: Service, settings: WorkerSettings) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
     server = Server(config)
-    await server.serve()
+
+    async def watchdog() -> None:
+        # FastStream retries an unreachable broker without end; a pod that never starts
+        # must exit and say why rather than sit unready.
+        await asyncio.sleep(settings.startup_timeout_s)
+        if not app_parts.worker.started and not server.should_exit:
+            log.error(
+                "%s did not start within STARTUP_TIMEOUT_S=%gs: is KAFKA_BOOTSTRAP_SERVERS=%s "
+                "reachable?",
+                service.name,
+                settings.startup_timeout_s,
+                settings.kafka_bootstrap_servers,
+            )
+            start_failed(TimeoutError("startup"))
+
+    guard = asyncio.create_task(watchdog())
+    try:
+        await server.serve()
+    finally:
+        guard.cancel()
     return 1 if failed else 0
 
 

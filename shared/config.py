@@ -83,6 +83,7 @@ class WorkerSettings(BaseSettings):
     commit_interval_ms: Annotated[int, Field(ge=10)] = 1000
     revoke_flush_deadline_s: Annotated[float, Field(ge=0)] = 10.0
     shutdown_grace_s: Annotated[float, Field(gt=0)] = 25.0
+    startup_timeout_s: Annotated[float, Field(gt=0)] = 120.0
     failure_backoff_cap_s: Annotated[float, Field(gt=0)] = 60.0
     auth_backoff_s: Annotated[float, Field(gt=0)] = 60.0
 

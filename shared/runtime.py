@@ -195,6 +195,10 @@ class Worker:
         return sum(t.pending for t in self.trackers.values())
 
     @property
+    def started(self) -> bool:
+        return bool(self._tasks)
+
+    @property
     def alive(self) -> bool:
         return self.clock() - self.last_poll < 30.0
 

@@ -19,6 +19,7 @@ from .harness import (
     CREDENTIALS,
     TOKEN_A,
     TOKEN_B,
+    WorkerProcess,
     committed,
     create_topics,
     end_offsets,
@@ -227,3 +228,18 @@ async def _messages_by_partition(bootstrap: str, topic: str) -> dict[int, list[d
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         out[record.partition].append(json.loads(record.value))
     return out
+
+
+async def test_a_worker_that_cannot_reach_the_broker_exits_non_zero_saying_why(
+    tmp_path: Path,
+) -> None:
+    env = worker_env(
+        "127.0.0.1:1", "http://127.0.0.1:1/api/v1/api", "t", "g", write_credentials(tmp_path)
+    )
+    env["STARTUP_TIMEOUT_S"] = "2"
+    worker = WorkerProcess("variant-sync", env, tmp_path, "nobroker")
+    assert await worker.wait(timeout_s=60) == 1
+    assert (
+        "STARTUP_TIMEOUT_S=2s" in worker.log()
+        and "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1" in worker.log()
+    )
