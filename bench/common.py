@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -160,6 +161,33 @@ async def run_worker(
         await parts.worker.stop()
         await parts.client.aclose()
     return elapsed, snapshot
+
+
+async def throughput(
+    service: Service, base: str, events: list[tuple[bytes, bytes]], accounts: list[str]
+) -> dict[str, Any]:
+    """A service from consume to commit with the limiter off, against a bare consumer
+    reading the same topic in the same run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        creds = credentials(Path(tmp), accounts)
+        topic = await make_topic(base)
+        await produce(topic, events)
+        ceiling = await baseline(topic, len(events))
+        elapsed, sink = await run_worker(service, topic, len(events), creds, limited=False)
+    return {
+        "messages": len(events),
+        "baseline_msg_s": ceiling,
+        "msg_s": len(events) / elapsed,
+        "seconds": elapsed,
+        "requests": len(sink.sizes),
+        "items_per_request": sum(sink.sizes) / max(1, len(sink.sizes)),
+        "routes": dict(sink.routes),
+    }
+
+
+def metric_total(metric: Any) -> float:
+    """The sum over a labelled prometheus_client metric's children."""
+    return sum(child._value.get() for child in metric._metrics.values())
 
 
 def credentials(tmp: Path, accounts: list[str]) -> Path:

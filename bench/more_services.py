@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import BOOTSTRAP, credentials, make_topic, produce, run_worker
+from common import BOOTSTRAP, metric_total, produce, throughput
 
 from services.invoice_upload import FetchPolicy, InvoiceUpload, MemoryLedger, SafeFetcher
 from services.order_poller import OrderPoller
@@ -61,14 +61,11 @@ async def invoices(n: int = 5000) -> dict[str, Any]:
         for i in range(n)
     ]
     fetcher = SafeFetcher(FetchPolicy())
-    with tempfile.TemporaryDirectory() as tmp:
-        creds = credentials(Path(tmp), [account])
-        topic = await make_topic("invoice-uploads")
-        await produce(topic, events)
+    try:
         service = InvoiceUpload({account}, fetcher, MemoryLedger())
-        elapsed, sink = await run_worker(service, topic, n, creds, limited=False)
-    await fetcher.aclose()
-    return {"messages": n, "msg_s": n / elapsed, "seconds": elapsed, "requests": dict(sink.routes)}
+        return await throughput(service, "invoice-uploads", events, [account])
+    finally:
+        await fetcher.aclose()
 
 
 async def orders(per_account: int = 10_000) -> dict[str, Any]:
@@ -122,7 +119,7 @@ async def orders(per_account: int = 10_000) -> dict[str, Any]:
                 started = None
                 deadline = time.monotonic() + 300
                 while time.monotonic() < deadline:
-                    count = sum(child._value.get() for child in published._metrics.values())
+                    count = metric_total(published)
                     if count and started is None:
                         started = time.perf_counter()
                     if count >= total:

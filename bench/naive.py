@@ -28,7 +28,7 @@ from faststream.kafka import KafkaBroker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import BOOTSTRAP, produce
+from common import BOOTSTRAP, metric_total, produce
 
 from services.sandbox.config import RateLimitConfig
 from services.variant_sync import VariantSync
@@ -97,17 +97,13 @@ async def batched(sandbox: SandboxServer, topic: str, n: int, budget: int) -> tu
             while consumed._value.get() == 0:
                 await asyncio.sleep(0.005)
             started = time.perf_counter()
-            while sum(m.get() for m in _samples(items)) < n:
+            while metric_total(items) < n:
                 await asyncio.sleep(0.01)
             elapsed = time.perf_counter() - started
         finally:
             await parts.worker.stop()
             await parts.client.aclose()
         return elapsed, len(sandbox.requests()) - before
-
-
-def _samples(counter: Any) -> list[Any]:
-    return [child._value for child in counter._metrics.values()]
 
 
 async def run(messages: int = 1500, budget: int = 50) -> dict[str, Any]:

@@ -25,7 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from common import baseline, credentials, make_topic, produce, run_worker
+import common
+from common import credentials, make_topic, produce, run_worker
 
 from services.variant_sync import VariantSync
 
@@ -53,22 +54,9 @@ async def throughput(
 ) -> dict[str, Any]:
     """variant-sync from consume to commit, limiter off, against the bare consumer."""
     accounts = [str(uuid.UUID(int=i + 1)) for i in range(n_accounts)]
-    with tempfile.TemporaryDirectory() as tmp:
-        creds = credentials(Path(tmp), accounts)
-        topic = await make_topic("variant-updates")
-        await produce(topic, updates(messages, skus, accounts))
-        base = await baseline(topic, messages)
-        elapsed, sink = await run_worker(
-            VariantSync(set(accounts)), topic, messages, creds, limited=False
-        )
-    return {
-        "messages": messages,
-        "baseline_msg_s": base,
-        "msg_s": messages / elapsed,
-        "seconds": elapsed,
-        "requests": len(sink.sizes),
-        "items_per_request": sum(sink.sizes) / max(1, len(sink.sizes)),
-    }
+    return await common.throughput(
+        VariantSync(set(accounts)), "variant-updates", updates(messages, skus, accounts), accounts
+    )
 
 
 async def backlog(seconds: float = 8.0, rate: int = 4, n_accounts: int = 3) -> dict[str, Any]:

@@ -15,12 +15,10 @@ import argparse
 import asyncio
 import json
 import random
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Any
 
-from common import baseline, credentials, make_topic, produce, run_worker
+import common
 
 from services.product_sync import ProductSync
 
@@ -91,21 +89,7 @@ async def throughput(messages: int = 100_000, skus: int = 5000) -> dict[str, Any
         sku = f"P-{rng.randrange(skus):05d}"
         account = accounts[hash(sku) % 2]
         events.append((sku.encode(), json.dumps(event(rng, account, sku, version)).encode()))
-    with tempfile.TemporaryDirectory() as tmp:
-        creds = credentials(Path(tmp), accounts)
-        topic = await make_topic("product-upserts")
-        await produce(topic, events)
-        base = await baseline(topic, messages)
-        elapsed, sink = await run_worker(
-            ProductSync(set(accounts)), topic, messages, creds, limited=False
-        )
-    return {
-        "messages": messages,
-        "baseline_msg_s": base,
-        "msg_s": messages / elapsed,
-        "seconds": elapsed,
-        "routes": dict(sink.routes),
-    }
+    return await common.throughput(ProductSync(set(accounts)), "product-upserts", events, accounts)
 
 
 async def main(args: argparse.Namespace) -> None:
