@@ -165,28 +165,46 @@ async def test_every_order_once_in_its_latest_state_across_a_sigkill(
     assert {o["channel"] for o in published} == {"ebay", "amazon"}
 
 
-async def test_backfill_with_since_and_a_burst_of_ticks_costs_one_poll(
-    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path
-) -> None:
+async def frozen_poller(
+    bootstrap: str,
+    sandbox_server: Any,
+    tmp: Path,
+    per_account: int,
+    lookback_days: int,
+    **settings: Any,
+) -> tuple[Any, str, str, Any]:
+    """A started in-process poller over a sandbox whose orders do not change."""
     sandbox = await sandbox_server(
         sandbox_config(
-            orders={"per_account": 400, "new_per_minute": 0, "status_change_per_minute": 0}
+            orders={
+                "per_account": per_account,
+                "new_per_minute": 0,
+                "status_change_per_minute": 0,
+            }
         )
     )
-    ticks, orders_topic, cursors = await order_topics(bootstrap_servers)
+    ticks, orders_topic, cursors = await order_topics(bootstrap)
     service = OrderPoller(
         set(CREDENTIALS),
-        bootstrap_servers,
+        bootstrap,
         orders_topic=orders_topic,
         cursor_topic=cursors,
         transactional_id=f"it-poller-{uuid.uuid4().hex[:6]}",
-        initial_lookback=timedelta(days=3),
+        initial_lookback=timedelta(days=lookback_days),
     )
-    settings = worker_settings(
-        bootstrap_servers, sandbox.base_url, ticks, tmp_path, batch_linger_ms=300
+    parts = build_parts(
+        service, worker_settings(bootstrap, sandbox.base_url, ticks, tmp, **settings)
     )
-    parts = build_parts(service, settings)
     await parts.worker.start()
+    return sandbox, ticks, orders_topic, parts
+
+
+async def test_backfill_with_since_and_a_burst_of_ticks_costs_one_poll(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path
+) -> None:
+    sandbox, ticks, orders_topic, parts = await frozen_poller(
+        bootstrap_servers, sandbox_server, tmp_path, 400, 3, batch_linger_ms=300
+    )
     try:
         # A burst of 1,000 ticks for one account: one poll.
         await produce(bootstrap_servers, ticks, [tick("ebay", ACCT_A)] * 1000)
@@ -263,25 +281,9 @@ async def test_accounts_polled_at_once_share_the_transactional_producer(
 ) -> None:
     # With the limiter off, every account's poll runs concurrently; their transactions
     # must take turns on the one producer (found by bench/more_services.py).
-    sandbox = await sandbox_server(
-        sandbox_config(
-            orders={"per_account": 5000, "new_per_minute": 0, "status_change_per_minute": 0}
-        )
+    _sandbox, ticks, orders_topic, parts = await frozen_poller(
+        bootstrap_servers, sandbox_server, tmp_path, 5000, 31, rate_limit_enabled=False
     )
-    ticks, orders_topic, cursors = await order_topics(bootstrap_servers)
-    service = OrderPoller(
-        set(CREDENTIALS),
-        bootstrap_servers,
-        orders_topic=orders_topic,
-        cursor_topic=cursors,
-        transactional_id=f"it-poller-{uuid.uuid4().hex[:6]}",
-        initial_lookback=timedelta(days=31),
-    )
-    settings = worker_settings(
-        bootstrap_servers, sandbox.base_url, ticks, tmp_path, rate_limit_enabled=False
-    )
-    parts = build_parts(service, settings)
-    await parts.worker.start()
     try:
         await produce(bootstrap_servers, ticks, [tick(c, a) for c, a in ACCOUNTS])
         results = [
