@@ -150,9 +150,9 @@ class LocalLimiter:
         # What is left of the interval since the last grant, not a whole interval: the
         # scheduler sleeps exactly this long, so the budget is used in full.
         granted = self._granted.get(bucket)
-        left = limiter.time_period if granted is None else granted + limiter.time_period
-        if granted is not None:
-            left -= asyncio.get_running_loop().time()
+        if granted is None:
+            return limiter.time_period
+        left = granted + limiter.time_period - asyncio.get_running_loop().time()
         return min(limiter.time_period, max(left, 0.001))
 
     async def feedback(self, account_token: str, feedback: RateFeedback) -> None:
