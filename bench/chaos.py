@@ -122,6 +122,7 @@ async def run(
     skus_per_account: int = 2500,
     seed: int = 7,
     say: Any = print,
+    faults: FaultConfig | None = None,
 ) -> dict[str, Any]:
     stack = devstack.StackSettings()
     sandbox = SandboxServer(sandbox_config(requests=600, period_s=1.0))
@@ -133,7 +134,7 @@ async def run(
         skus = {a: [f"{a[-2:]}-{i:05d}" for i in range(skus_per_account)] for a in TOKENS}
         for account, token in TOKENS.items():
             await sandbox.seed_variants(token, skus[account], per_product=100)
-        sandbox.sandbox.faults = FaultConfig(
+        sandbox.sandbox.faults = faults or FaultConfig(
             error_rate=0.10,
             throttle_rate=0.05,
             timeout_rate=0.01,

@@ -6,14 +6,31 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from services.sandbox.config import FaultConfig
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import chaos
 
 
 async def test_nothing_is_lost_through_kills_restarts_and_faults() -> None:
+    # A small run makes few API calls: the fault rates are doubled (and seeded) so that
+    # every kind of fault is certain to hit it.
+    faults = FaultConfig(
+        error_rate=0.2,
+        throttle_rate=0.1,
+        timeout_rate=0.05,
+        reset_rate=0.05,
+        timeout_hold_s=3.0,
+        seed=3,
+    )
     result = await chaos.run(
-        events=6000, kills=2, seconds=16.0, skus_per_account=300, say=lambda _line: None
+        events=6000,
+        kills=2,
+        seconds=16.0,
+        skus_per_account=300,
+        say=lambda _line: None,
+        faults=faults,
     )
     chaos.report(result)
     assert result["lost"] == 0, result["lost_examples"]
