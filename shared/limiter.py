@@ -64,9 +64,14 @@ class RatePolicy:
     max_pause_s: float = 300.0  # cap on a server-requested pause (clock skew guard)
     jitter_s: float = 0.1  # the spread of request delays one window must absorb
 
+    @property
+    def spaced_period_s(self) -> float:
+        """The period requests are spread over: the server's, widened by the jitter."""
+        return self.period_s + self.jitter_s
+
     def interval(self, limit: int | None = None) -> float:
         effective = self.requests if limit is None else min(self.requests, limit)
-        return (self.period_s + self.jitter_s) / max(1, effective) * (1 + self.safety)
+        return self.spaced_period_s / max(1, effective) * (1 + self.safety)
 
 
 class Limiter(Protocol):
@@ -241,12 +246,7 @@ class RedisLimiter:
         p = self._policy
         allowed, wait_us = await self._gcra(
             keys=self._keys(account_token),
-            args=[
-                int((p.period_s + p.jitter_s) * 1_000_000),
-                p.requests,
-                p.safety,
-                1 if take else 0,
-            ],
+            args=[int(p.spaced_period_s * 1_000_000), p.requests, p.safety, 1 if take else 0],
         )
         return 0.0 if allowed else max(int(wait_us), 1) / 1_000_000
 
