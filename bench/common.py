@@ -28,6 +28,10 @@ BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
 class Sink:
     """The fastest possible M2E: answers 200 at once, counts requests and items per route."""
 

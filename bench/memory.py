@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import BOOTSTRAP, produce
+from common import BOOTSTRAP, produce, verdict
 from product_upserts import event
 
 from tests.integration.harness import (
@@ -108,12 +108,16 @@ async def run(pending: int = 20_000) -> list[dict[str, Any]]:
     ]
 
 
+def met(row: dict[str, Any]) -> bool:
+    return bool(row["rss_mb"] <= 200)
+
+
 def report(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         print(
             f"memory    {r['service']:13} {r['pending']:,.0f} pending ({r['message_bytes']:,.0f} B each): "
             f"RSS {r['rss_mb']:.0f} MB (idle {r['idle_mb']:.0f} MB; target ≤ 200 MB: "
-            f"{'MET' if r['rss_mb'] <= 200 else 'NOT MET'})"
+            f"{verdict(met(r))})"
         )
 
 

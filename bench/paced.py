@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import BOOTSTRAP, credentials, make_topic
+from common import BOOTSTRAP, credentials, make_topic, verdict
 
 from services.variant_sync import VariantSync
 from shared.bootstrap import build_parts
@@ -132,18 +132,26 @@ async def latency(
     }
 
 
+def moderate_met(m: dict[str, Any]) -> bool:
+    return bool(m["share"] >= 0.9)
+
+
+def latency_met(lat: dict[str, Any]) -> bool:
+    return bool(lat["p99_ms"] <= lat["linger_ms"] + 100)
+
+
 async def main() -> None:
     m = await moderate()
     print(
         f"moderate  {m['per_second']} items/s, budget {m['budget']} req/s: {m['items_per_request']:.1f} "
         f"items/request of {m['allowed']:.0f} allowed = {m['share']:.1%} (target ≥ 90 %: "
-        f"{'MET' if m['share'] >= 0.9 else 'NOT MET'}); {m['requests_per_s']:.2f} requests/s"
+        f"{verdict(moderate_met(m))}); {m['requests_per_s']:.2f} requests/s"
     )
     lat = await latency()
     print(
         f"latency   produce→API, linger {lat['linger_ms']} ms: p50 {lat['p50_ms']:.0f} ms, "
         f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms over {lat['items']:,} items "
-        f"(target p99 ≤ {lat['linger_ms'] + 100} ms: {'MET' if lat['p99_ms'] <= lat['linger_ms'] + 100 else 'NOT MET'})"
+        f"(target p99 ≤ {lat['linger_ms'] + 100} ms: {verdict(latency_met(lat))})"
     )
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import common
-from common import credentials, make_topic, produce, run_worker
+from common import credentials, make_topic, produce, run_worker, verdict
 
 from services.variant_sync import VariantSync
 
@@ -79,6 +79,14 @@ async def backlog(seconds: float = 8.0, rate: int = 4, n_accounts: int = 3) -> d
     }
 
 
+def throughput_met(t: dict[str, Any]) -> bool:
+    return bool(t["msg_s"] >= 50_000)
+
+
+def backlog_met(b: dict[str, Any]) -> bool:
+    return bool(b["items_per_request"] >= 495)
+
+
 async def main(args: argparse.Namespace) -> None:
     t = await throughput(args.messages, args.skus, args.accounts)
     print(f"baseline  bare aiokafka getmany          {t['baseline_msg_s']:10,.0f} msg/s")
@@ -86,12 +94,12 @@ async def main(args: argparse.Namespace) -> None:
         f"pipeline  consume→send→results→commit    {t['msg_s']:10,.0f} msg/s  "
         f"({t['seconds']:.2f}s; {t['msg_s'] / t['baseline_msg_s']:.2f}x the baseline)"
     )
-    print(f"          target >= 50,000 msg/s: {'MET' if t['msg_s'] >= 50_000 else 'NOT MET'}")
+    print(f"          target >= 50,000 msg/s: {verdict(throughput_met(t))}")
     b = await backlog()
     print(
         f"backlog   limiter on (4 req/s per token): {b['requests']} requests, "
         f"{b['items_per_request']:.1f} items/request; target >= 495: "
-        f"{'MET' if b['items_per_request'] >= 495 else 'NOT MET'}"
+        f"{verdict(backlog_met(b))}"
     )
 
 

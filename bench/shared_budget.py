@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import BOOTSTRAP, REDIS_URL, produce
+from common import BOOTSTRAP, REDIS_URL, produce, verdict
 
 from services.sandbox.config import RateLimitConfig
 from shared.demo import invoice_pdf
@@ -222,12 +222,16 @@ async def run(
         await sandbox.close()
 
 
+def met(r: dict[str, Any]) -> bool:
+    return bool(r["use"] >= 0.98 and r["throttled"] == 0)
+
+
 def report(r: dict[str, Any]) -> None:
     print(
         f"shared budget  {r['replicas']} processes, {r['limit']} req / {r['period_s']:g} s: "
         f"{r['served']}/{r['allowed']} in {r['seconds']:g} s = {r['use']:.1%} of the limit, "
         f"{r['throttled']} × 429  (target ≥ 98 %, 0 × 429: "
-        f"{'MET' if r['use'] >= 0.98 and r['throttled'] == 0 else 'NOT MET'})"
+        f"{verdict(met(r))})"
     )
     print(f"               by route: {r['per_route']}")
     if r["throttled"]:
