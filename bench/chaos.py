@@ -134,13 +134,16 @@ async def run(
         skus = {a: [f"{a[-2:]}-{i:05d}" for i in range(skus_per_account)] for a in TOKENS}
         for account, token in TOKENS.items():
             await sandbox.seed_variants(token, skus[account], per_product=100)
-        sandbox.sandbox.faults = faults or FaultConfig(
-            error_rate=0.10,
-            throttle_rate=0.05,
-            timeout_rate=0.01,
-            reset_rate=0.01,
-            timeout_hold_s=3.0,
-            seed=seed,
+        sandbox.sandbox.set_faults(
+            faults
+            or FaultConfig(
+                error_rate=0.10,
+                throttle_rate=0.05,
+                timeout_rate=0.01,
+                reset_rate=0.01,
+                timeout_hold_s=3.0,
+                seed=seed,
+            )
         )
         topic = await create_topics(BOOTSTRAP, "variant-updates")
         group = f"chaos-{uuid.uuid4().hex[:6]}"
@@ -224,7 +227,7 @@ async def run(
         for w in live:
             w.signal(15)
         exits = [await w.wait(60) for w in live]
-        sandbox.sandbox.faults = FaultConfig()
+        sandbox.sandbox.set_faults(FaultConfig())
         return await verify(sandbox, topic, sum(ends.values()), TOKENS) | {
             "events": events,
             "kills": kills,

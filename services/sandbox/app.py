@@ -12,7 +12,6 @@ import base64
 import binascii
 import hashlib
 import json
-import random
 import socket
 import struct
 import time
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.sandbox.catalog import Catalog, ItemError, new_seen
 from services.sandbox.config import FaultConfig, RateLimitConfig, SandboxConfig, UserConfig
+from services.sandbox.faults import Fault, FaultDice
 from services.sandbox.orders import OrderBook, rfc3339
 from services.sandbox.ratelimit import Clock, Decision, FixedWindowLimiter
 from shared.m2e.models import (
@@ -82,7 +82,7 @@ class Sandbox:
         self.config = config
         self.clock = clock
         self.limiter = FixedWindowLimiter(config.rate_limit, clock)
-        self.faults = config.faults
+        self.dice = FaultDice(config.faults)
         self.reset()
 
     def reset(self) -> None:
@@ -95,14 +95,14 @@ class Sandbox:
         self.orders = OrderBook(self.config.orders, accounts, origin=self.origin, clock=self.clock)
         self.limiter.reset()
         self.stats = Stats()
-        self.fault_rng = random.Random(self.faults.seed)
+        self.dice = FaultDice(self.dice.config)
+
+    @property
+    def faults(self) -> FaultConfig:
+        return self.dice.config
 
     def set_faults(self, faults: FaultConfig) -> None:
-        self.faults = faults
-        self.fault_rng = random.Random(faults.seed)
-
-    def roll(self, rate: float) -> bool:
-        return rate > 0 and self.fault_rng.random() < rate
+        self.dice = FaultDice(faults)
 
 
 SANDBOX = web.AppKey("sandbox", Sandbox)
@@ -486,14 +486,15 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     faults = sandbox.faults
     if faults.latency_ms:
         await asyncio.sleep(faults.latency_ms / 1000)
-    if sandbox.roll(faults.reset_rate):
+    fault = sandbox.dice.roll(user.config.access_token, route)
+    if fault is Fault.RESET:
         sandbox.stats.record(sandbox.clock(), name, route, 0, 0)
         await _abort_connection(request)
-    if sandbox.roll(faults.timeout_rate):
+    if fault is Fault.TIMEOUT:
         sandbox.stats.record(sandbox.clock(), name, route, 0, 0)
         await asyncio.sleep(faults.timeout_hold_s)
         await _abort_connection(request)
-    if sandbox.roll(faults.throttle_rate):
+    if fault is Fault.THROTTLE:
         headers = _rate_headers(
             sandbox.limiter.peek(user.config.access_token),
             retry_at=sandbox.clock() + THROTTLE_FAULT_RETRY_S,
@@ -509,7 +510,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return web.json_response(
             [_error("too_many_requests", "Too many requests.")], status=429, headers=headers
         )
-    if sandbox.roll(faults.error_rate):
+    if fault is Fault.ERROR:
         sandbox.stats.record(sandbox.clock(), name, route, 500, 0)
         return web.json_response(
             [_error("internal_error", "Internal server error.")], status=500, headers=headers

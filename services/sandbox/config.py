@@ -46,7 +46,18 @@ class FaultConfig(_Config):
     timeout_rate: Rate = 0.0  # hold the request, then close without a response
     reset_rate: Rate = 0.0  # reset the connection (TCP RST)
     timeout_hold_s: Annotated[float, Field(gt=0)] = 30.0
-    seed: int | None = None  # a seed makes the fault sequence repeatable
+    seed: int | None = None  # a seed makes each (token, route)'s fault sequence repeatable
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> FaultConfig:
+        # Each request meets at most one fault: the rates are shares of one draw.
+        total = self.error_rate + self.throttle_rate + self.timeout_rate + self.reset_rate
+        if total > 1.0 + 1e-9:
+            raise ValueError(
+                "error_rate + throttle_rate + timeout_rate + reset_rate must not exceed 1"
+                f" (they add up to {total:g})"
+            )
+        return self
 
 
 class OrdersConfig(_Config):

@@ -7,6 +7,9 @@ import time
 import httpx
 import pytest
 
+from services.sandbox.config import FaultConfig
+from services.sandbox.faults import Fault, pick
+
 from .conftest import Api, FakeClock, SandboxFactory, demo_config
 
 
@@ -110,6 +113,47 @@ async def test_fault_rates_are_proportional_and_seedable(api: Api) -> None:
     await api.admin("PUT", "/faults", {"error_rate": 0.3, "seed": 7})
     again = [(await api.call("GET", "/user/accounts/")).status_code for _ in range(60)]
     assert again == statuses
+
+
+async def test_seeded_faults_per_route_do_not_depend_on_other_traffic(api: Api) -> None:
+    # A client's n-th request to a route meets the same fault in every run, however
+    # other routes and other access tokens interleave with it.
+    await api.admin("PUT", "/rate_limit", {"requests": 1000})
+    faults = {"error_rate": 0.3, "throttle_rate": 0.2, "seed": 11}
+    await api.admin("PUT", "/faults", faults)
+    alone = [(await api.call("GET", "/user/accounts/")).status_code for _ in range(40)]
+    assert {500, 429, 200} <= set(alone)
+
+    await api.admin("PUT", "/faults", faults)
+    mixed = []
+    for i in range(40):
+        for _ in range(i % 3):
+            await api.call("POST", "/catalog/product/find/", {})
+            await api.call("GET", "/user/accounts/", token="demo-access-token-0002")
+        mixed.append((await api.call("GET", "/user/accounts/")).status_code)
+    assert mixed == alone
+
+
+def test_each_request_meets_at_most_one_fault_by_its_share() -> None:
+    config = FaultConfig(reset_rate=0.1, timeout_rate=0.1, throttle_rate=0.2, error_rate=0.3)
+    assert [pick(config, d) for d in (0.05, 0.15, 0.25, 0.45, 0.65, 0.75)] == [
+        Fault.RESET,
+        Fault.TIMEOUT,
+        Fault.THROTTLE,
+        Fault.ERROR,
+        Fault.ERROR,
+        None,
+    ]
+    assert pick(FaultConfig(error_rate=1.0), 0.999) is Fault.ERROR
+    assert pick(FaultConfig(), 0.0) is None
+
+
+async def test_fault_shares_over_one_are_refused(api: Api) -> None:
+    bad = await api.admin("PUT", "/faults", {"error_rate": 0.7, "throttle_rate": 0.4})
+    assert bad.status_code == 400
+    assert "must not exceed 1 (they add up to 1.1)" in bad.json()[0]["message"]
+    with pytest.raises(ValueError, match="must not exceed 1"):
+        FaultConfig(reset_rate=1.0, timeout_rate=0.5)
 
 
 async def test_faults_from_config(make_api: SandboxFactory) -> None:
