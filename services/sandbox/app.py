@@ -95,7 +95,7 @@ class Sandbox:
         self.orders = OrderBook(self.config.orders, accounts, origin=self.origin, clock=self.clock)
         self.limiter.reset()
         self.stats = Stats()
-        self.dice = FaultDice(self.dice.config)
+        self.dice.restart()
 
     @property
     def faults(self) -> FaultConfig:
@@ -574,6 +574,14 @@ async def admin_faults(request: web.Request) -> web.Response:
     return web.json_response(sandbox.faults.model_dump())
 
 
+async def admin_current_faults(request: web.Request) -> web.Response:
+    return web.json_response(_sandbox(request).faults.model_dump())
+
+
+async def admin_current_rate_limit(request: web.Request) -> web.Response:
+    return web.json_response(_sandbox(request).limiter.config.model_dump())
+
+
 async def admin_rate_limit(request: web.Request) -> web.Response:
     sandbox = _sandbox(request)
     try:
@@ -618,7 +626,9 @@ def create_app(config: SandboxConfig, clock: Clock = time.time) -> web.Applicati
         web.get("/_sandbox/requests", admin_requests, allow_head=False),
         web.get("/_sandbox/state", admin_state, allow_head=False),
         web.post("/_sandbox/reset", admin_reset),
+        web.get("/_sandbox/faults", admin_current_faults, allow_head=False),
         web.put("/_sandbox/faults", admin_faults),
+        web.get("/_sandbox/rate_limit", admin_current_rate_limit, allow_head=False),
         web.put("/_sandbox/rate_limit", admin_rate_limit),
     ]
     app.add_routes(api + admin)

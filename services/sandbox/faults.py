@@ -42,6 +42,10 @@ class FaultDice:
         self._streams: dict[tuple[str, str], random.Random] = {}
         self._unseeded = random.Random()
 
+    def restart(self) -> None:
+        """Every stream from its start again: a reset sandbox replays the same faults."""
+        self._streams.clear()
+
     def roll(self, token: str, route: str) -> Fault | None:
         if self.config.seed is None:
             return pick(self.config, self._unseeded.random())

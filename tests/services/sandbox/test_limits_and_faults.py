@@ -134,6 +134,19 @@ async def test_seeded_faults_per_route_do_not_depend_on_other_traffic(api: Api) 
     assert mixed == alone
 
 
+async def test_reset_keeps_run_time_faults_and_replays_their_seeded_sequence(api: Api) -> None:
+    # A CI job that resets between test cases gets the same faults in each case.
+    await api.admin("PUT", "/rate_limit", {"requests": 1000})
+    await api.admin("PUT", "/faults", {"error_rate": 0.5, "seed": 3})
+    first = [(await api.call("GET", "/user/accounts/")).status_code for _ in range(20)]
+    assert {500, 200} <= set(first)
+    assert (await api.admin("POST", "/reset")).json() == {"reset": True}
+    assert (await api.admin("GET", "/faults")).json()["error_rate"] == 0.5
+    assert (await api.admin("GET", "/rate_limit")).json() == {"requests": 1000, "period_s": 60.0}
+    after = [(await api.call("GET", "/user/accounts/")).status_code for _ in range(20)]
+    assert after == first
+
+
 def test_each_request_meets_at_most_one_fault_by_its_share() -> None:
     config = FaultConfig(reset_rate=0.1, timeout_rate=0.1, throttle_rate=0.2, error_rate=0.3)
     assert [pick(config, d) for d in (0.05, 0.15, 0.25, 0.45, 0.65, 0.75)] == [
