@@ -3,10 +3,11 @@
 #   docker run m2e-sync run variant-sync
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY shared ./shared
 COPY services ./services
-RUN pip install --no-cache-dir --prefix=/install .
+# The versions the test suite passed with, not whatever PyPI has today.
+RUN pip install --no-cache-dir --prefix=/install -c constraints.txt .
 
 FROM python:3.11-slim
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin m2e
