@@ -47,11 +47,11 @@ def test_every_declared_dependency_is_pinned_inside_its_range() -> None:
 
 def test_the_venv_holds_the_pinned_versions() -> None:
     pins = _pins()
-    drifted = {
+    found = {
         req.name: (metadata.version(req.name), pins.get(canonicalize_name(req.name)))
         for req in _declared()
-        if metadata.version(req.name) != pins.get(canonicalize_name(req.name))
     }
+    drifted = {name: pair for name, pair in found.items() if pair[0] != pair[1]}
     assert drifted == {}, "installed vs pinned; run `make venv` (or `make lock` to re-pin)"
 
 
