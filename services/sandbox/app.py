@@ -68,11 +68,29 @@ class Stats:
     items: Counter[str] = field(default_factory=Counter)
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
 
-    def record(self, at: float, user: str | None, route: str, status: int, items: int) -> None:
+    def record(
+        self,
+        at: float,
+        user: str | None,
+        route: str,
+        status: int,
+        items: int,
+        window: float | None = None,
+    ) -> None:
+        """`window`: the start of the rate-limit window the request counted in, if it did."""
         self.requests[route][str(status)] += 1
         if 200 <= status < 300 and items:
             self.items[route] += items
-        self.log.append({"t": at, "user": user, "route": route, "status": status, "items": items})
+        self.log.append(
+            {
+                "t": at,
+                "user": user,
+                "route": route,
+                "status": status,
+                "items": items,
+                "window": window,
+            }
+        )
 
 
 class Sandbox:
@@ -511,7 +529,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             [_error("too_many_requests", "Too many requests.")], status=429, headers=headers
         )
     if fault is Fault.ERROR:
-        sandbox.stats.record(sandbox.clock(), name, route, 500, 0)
+        sandbox.stats.record(sandbox.clock(), name, route, 500, 0, decision.window_start)
         return web.json_response(
             [_error("internal_error", "Internal server error.")], status=500, headers=headers
         )
@@ -522,7 +540,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:  # unknown path, wrong method
         response = error_response(exc.status, [_error(str(exc.status), exc.reason)])
     response.headers.update(headers)
-    sandbox.stats.record(sandbox.clock(), name, route, response.status, request.get(ITEMS, 0))
+    sandbox.stats.record(
+        sandbox.clock(), name, route, response.status, request.get(ITEMS, 0), decision.window_start
+    )
     return response
 
 

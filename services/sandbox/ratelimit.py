@@ -20,6 +20,7 @@ class Decision:
     allowed: bool
     limit: int
     remaining: int
+    window_start: float  # epoch seconds; identifies the window the request counted in
     reset_at: float  # epoch seconds
 
 
@@ -59,6 +60,7 @@ class FixedWindowLimiter:
             allowed=allowed,
             limit=limit,
             remaining=max(0, limit - window.count),
+            window_start=window.start,
             reset_at=window.start + self._config.period_s,
         )
 

@@ -53,6 +53,19 @@ async def test_rate_limit_headers_429_and_recovery(make_api: SandboxFactory) -> 
     assert stats["requests"]["GET /user/accounts/"] == {"200": 5}
     assert stats["requests"]["POST /catalog/product/find/"] == {"429": 1}
 
+    # The request log names the window each request counted in (none for the refused one):
+    # benchmarks count served requests per window from it, exactly as the limiter did.
+    log = (await api.admin("GET", "/requests")).json()["requests"]
+    start = 1_800_000_000.25
+    assert [(r["status"], r["window"]) for r in log] == [
+        (200, start),
+        (200, start),
+        (200, start),
+        (429, None),
+        (200, start + 3),  # the other token's own window
+        (200, start + 10),
+    ]
+
 
 async def test_rate_limit_changes_at_run_time(api: Api) -> None:
     resp = await api.admin("PUT", "/rate_limit", {"requests": 1})
