@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import BOOTSTRAP, REDIS_URL
 
-from services.sandbox.config import FaultConfig
-from shared import devstack
+from m2e_devtools import stack as devstack
+from m2e_sandbox.config import FaultConfig
 from tests.integration.harness import (
     ACCT_A,
     ACCT_B,
@@ -245,7 +245,7 @@ async def run(
             if w.proc.poll() is None:
                 w.stop_now()
         await sandbox.close()
-        if devstack._owned_pid(stack, "redis") is None:
+        if not devstack.running(stack, "redis"):
             devstack.restart(stack, "redis")
 
 

@@ -29,18 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import BOOTSTRAP, metric_total, produce, throughput
 
 from services.invoice_upload import FetchPolicy, InvoiceUpload, MemoryLedger, SafeFetcher
+from services.invoice_upload.samples import invoice_pdf
 from services.order_poller import OrderPoller
 from shared.bootstrap import build_parts
-from shared.demo import invoice_pdf
 from tests.integration.harness import (
     ACCT_A,
     ACCT_A2,
     ACCT_B,
     SandboxServer,
+    order_topics,
     sandbox_config,
     write_credentials,
 )
-from tests.integration.test_order_poller import order_topics
 
 
 async def invoices(n: int = 5000) -> dict[str, Any]:

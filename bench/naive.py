@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import BOOTSTRAP, metric_total, produce
 
-from services.sandbox.config import RateLimitConfig
+from m2e_sandbox.config import RateLimitConfig
 from services.variant_sync import VariantSync
 from shared.bootstrap import build_parts
 from shared.config import load_settings

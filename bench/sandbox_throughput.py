@@ -101,7 +101,7 @@ def measure(requests: int = 300, concurrency: int = 4) -> dict[str, float]:
             [
                 sys.executable,
                 "-m",
-                "shared.cli",
+                "services.cli",
                 "sandbox",
                 "--config",
                 cfg.name,

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import BOOTSTRAP, REDIS_URL, produce, verdict
 
-from services.sandbox.config import RateLimitConfig
-from shared.demo import invoice_pdf
+from m2e_sandbox.config import RateLimitConfig
+from services.invoice_upload.samples import invoice_pdf
 from tests.integration.harness import (
     ACCT_A,
     ACCT_A2,
@@ -40,9 +40,9 @@ from tests.integration.harness import (
     WorkerProcess,
     create_topics,
     eventually,
+    order_topics,
     sandbox_config,
 )
-from tests.integration.test_order_poller import order_topics
 
 SERVICES = {
     "variant-sync": "variant-updates",

@@ -12,22 +12,19 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from services.invoice_upload.models import InvoiceEvent
-from services.order_poller.models import Cursor, OrderRecord, TickEvent
-from services.product_sync.models import ProductEvent
-from services.variant_sync.models import VariantUpdateEvent
-from shared.results import ResultRecord
+from services.order_poller.models import Cursor, OrderRecord
+from services.order_poller.settings import ORDER_CURSORS_TOPIC, ORDERS_TOPIC
+from services.registry import SERVICES
+from shared.results import keyed_result
 
 TOPICS_DIR = Path(__file__).resolve().parents[1] / "schemas" / "topics"
 
 MODELS: dict[str, type[BaseModel]] = {
-    "product-upserts": ProductEvent,
-    "variant-updates": VariantUpdateEvent,
-    "invoice-uploads": InvoiceEvent,
-    "order-poll-ticks": TickEvent,
-    "results": ResultRecord,  # every <input>.results topic
-    "orders": OrderRecord,
-    "m2e-sync.order-cursors": Cursor,
+    **{spec.topic: spec.event for spec in SERVICES.values()},
+    # Every <input>.results topic: the common fields and each service's key field.
+    "results": keyed_result(*sorted({spec.key_field for spec in SERVICES.values()})),
+    ORDERS_TOPIC: OrderRecord,
+    ORDER_CURSORS_TOPIC: Cursor,
 }
 
 DLQ_HEADERS: dict[str, Any] = {
@@ -76,15 +73,16 @@ ASYNCAPI_DIR = TOPICS_DIR.parent / "asyncapi"
 
 async def asyncapi_documents() -> dict[str, str]:
     """service → its AsyncAPI document, as FastStream renders it for the default settings."""
-    from services.registry import SERVICES
     from shared.bootstrap import build_parts, create_app
     from shared.config import load_settings
 
-    # What the documents show must not depend on the caller's environment.
-    settings = load_settings(kafka_bootstrap_servers="kafka:9092", kafka_input_topic=None)
     out = {}
-    for name, factory in sorted(SERVICES.items()):
-        service = factory(settings)
+    for name, spec in sorted(SERVICES.items()):
+        # What the documents show must not depend on the caller's environment.
+        settings = load_settings(
+            spec.settings, kafka_bootstrap_servers="kafka:9092", kafka_input_topic=None
+        )
+        service = spec.build(settings)
         parts = build_parts(service, settings)
         app = create_app(service, settings, parts)
         spec = app.schema.to_specification().to_jsonable()

@@ -6,7 +6,7 @@
 FastStream gives the process its lifecycle (start after the broker connects, drain on
 shutdown), the HTTP port with `/metrics`, `/healthz`, `/readyz`, and the AsyncAPI
 document of the worker's topics (`/asyncapi`). The consume loop itself is ours
-(shared.runtime): FastStream's batch subscriber can neither linger across polls nor
+(shared.worker): FastStream's batch subscriber can neither linger across polls nor
 commit per partition only what is done.
 """
 
@@ -33,19 +33,18 @@ from shared.limiter import (
     RatePolicy,
     RedisLimiter,
     UnlimitedLimiter,
-    bucket_id,
 )
 from shared.logs import setup_logging
 from shared.m2e.client import CallStats, Credentials, M2EClient, RetryPolicy
 from shared.metrics import Metrics
-from shared.results import Publisher, ResultRecord
-from shared.runtime import Worker
+from shared.results import Publisher, keyed_result
 from shared.service import Service
+from shared.worker import Worker
 
 log = logging.getLogger("m2e_sync.bootstrap")
 
 
-def build_limiter(settings: WorkerSettings, credentials: Credentials, metrics: Metrics) -> Limiter:
+def build_limiter(settings: WorkerSettings, metrics: Metrics) -> Limiter:
     if not settings.rate_limit_enabled:
         return UnlimitedLimiter()
     policy = RatePolicy(
@@ -54,13 +53,8 @@ def build_limiter(settings: WorkerSettings, credentials: Credentials, metrics: M
         settings.rate_limit_safety,
         jitter_s=settings.rate_limit_jitter_ms / 1000,
     )
-
-    def bucket_of(account_token: str) -> str:
-        # The API meters access tokens: accounts that share one share its bucket.
-        return bucket_id(credentials.get(account_token, account_token))
-
     if settings.redis_url is None:
-        return LocalLimiter(policy, bucket_of)
+        return LocalLimiter(policy)
     from redis.asyncio import Redis
 
     redis = Redis.from_url(
@@ -71,8 +65,8 @@ def build_limiter(settings: WorkerSettings, credentials: Credentials, metrics: M
     )
     degraded = metrics.limiter_degraded.labels(metrics.service)
     return FailoverLimiter(
-        RedisLimiter(redis, policy, bucket_of, prefix=settings.rate_limit_redis_prefix),
-        LocalLimiter(policy, bucket_of, share=1 / settings.expected_replicas),
+        RedisLimiter(redis, policy, prefix=settings.rate_limit_redis_prefix),
+        LocalLimiter(policy, share=1 / settings.expected_replicas),
         on_change=lambda is_degraded: degraded.set(int(is_degraded)),
     )
 
@@ -141,16 +135,15 @@ def build_parts(
 ) -> Parts:
     credentials = settings.credentials()
     metrics = Metrics(service.name, registry)
-    if hasattr(service, "metrics"):  # services that record metrics of their own
-        service.metrics = metrics
-    limiter = build_limiter(settings, credentials, metrics)
+    service.use_metrics(metrics)
+    limiter = build_limiter(settings, metrics)
     client = build_client(settings, credentials, limiter, metrics, transport)
     publisher = Publisher.create(
         settings.kafka_bootstrap_servers,
         client_id=f"m2e-sync.{service.name}",
         **settings.kafka_security(),
     )
-    worker = Worker(service, settings, client, limiter, publisher, metrics)
+    worker = Worker(service, settings, client, publisher, metrics)
     return Parts(worker, metrics, limiter, client)
 
 
@@ -174,7 +167,7 @@ def create_app(
         worker.results_topic,
         title=f"{worker.results_topic}:publish",
         description="One result per input message.",
-        schema=ResultRecord,
+        schema=keyed_result(service.key_field),
     )
     broker.publisher(
         worker.dlq_topic,

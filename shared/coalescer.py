@@ -2,20 +2,19 @@
 
 Events are buffered per bucket — (account_token, operation) — and, inside a bucket, per
 key (the SKU): a later event for the same key is merged into the pending item by the
-bucket's merge rule. A bucket is due for a flush when it holds `max_items` or its oldest
-item has waited `linger_s`, *and* the account has a free rate-limit token: while it has
-none, the batch keeps filling and merging instead of being sent. A bucket has at most
-one batch in flight, so two events for one key never reach the API out of order.
+bucket's merge rule. When a batch is taken and sent is the scheduler's decision
+(shared.worker.scheduler); the coalescer only keeps the buffers, in arrival order.
 
-Time comes from an injected clock, so the flush rule is tested without sleeping.
+Time comes from an injected clock (an item's `since`), so linger is tested without sleeping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared.clock import Clock
 from shared.offsets import PartitionTracker
 
 MAX_BATCH_ITEMS = 500  # the API's maxItems; no setting can exceed it
@@ -79,14 +78,12 @@ class BucketKey:
 
 
 class Bucket:
-    __slots__ = ("in_flight", "items", "key", "merge", "not_before")
+    __slots__ = ("items", "key", "merge")
 
     def __init__(self, key: BucketKey, merge: MergeRule) -> None:
         self.key = key
         self.merge = merge
         self.items: dict[str, Pending] = {}  # insertion order = arrival order of keys
-        self.in_flight = False
-        self.not_before = 0.0  # set while the account backs off (5xx budget, 401)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -102,13 +99,11 @@ class Coalescer:
         self,
         merge_rules: dict[str, MergeRule],
         max_items: int,
-        linger_s: float,
-        clock: Callable[[], float],
+        clock: Clock,
     ) -> None:
         if max_items < 1:
             raise ValueError("max_items must be at least 1")
         self.max_items = min(max_items, MAX_BATCH_ITEMS)
-        self.linger_s = linger_s
         self._rules = merge_rules
         self._clock = clock
         self.buckets: dict[BucketKey, Bucket] = {}
@@ -156,37 +151,12 @@ class Coalescer:
                 old.sources.extend(pending.sources)
             old.superseded.extend(pending.superseded)
 
-    def due(self, bucket: Bucket, now: float, token_free: bool, draining: bool = False) -> bool:
-        """Should `bucket` be flushed now? (The one flush rule.)
-
-        Full, or lingered long enough — and the account has a token free: until it does,
-        items stay in the bucket, where later events for their keys still merge in.
-        Draining (shutdown, revocation) flushes whatever is there.
-        """
-        if not bucket.items or bucket.in_flight or now < bucket.not_before:
-            return False
-        if draining:
-            return True
-        return token_free and (len(bucket.items) >= self.max_items or self.lingered(bucket, now))
-
-    def lingered(self, bucket: Bucket, now: float) -> bool:
-        oldest = bucket.oldest()
-        return oldest is not None and now - oldest >= self.linger_s
-
-    def next_deadline(self, bucket: Bucket) -> float | None:
-        """When the bucket's linger expires (or its back-off ends), for the scheduler."""
-        oldest = bucket.oldest()
-        if oldest is None or bucket.in_flight:
-            return None
-        return max(oldest + self.linger_s, bucket.not_before)
-
     def take(self, bucket: Bucket) -> list[Pending]:
-        """Remove up to max_items items, oldest first, and mark the bucket in flight."""
+        """Remove up to max_items items, oldest first: the next batch to send."""
         batch: list[Pending] = []
         for key in list(bucket.items)[: self.max_items]:
             batch.append(bucket.items.pop(key))
         self.size -= len(batch)
-        bucket.in_flight = True
         return batch
 
     def drop_partitions(self, trackers: set[PartitionTracker]) -> int:

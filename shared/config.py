@@ -1,6 +1,8 @@
 """Worker settings: the one place that reads the environment (pydantic-settings).
 
-Built once in `main` and passed down. A bad value fails at start naming the variable.
+`WorkerSettings` holds what every worker reads; a service with settings of its own
+subclasses it in `services/<name>/settings.py`, so the core knows none of them. Built
+once in `main` (`load_settings(cls)`) and passed down. A bad value fails at start naming the variable.
 Secrets (SASL and Redis passwords, M2E access tokens) are `SecretStr` and may come from
 files (`*_FILE`, e.g. a mounted Kubernetes Secret); they are never logged.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
@@ -87,28 +89,6 @@ class WorkerSettings(BaseSettings):
     failure_backoff_cap_s: Annotated[float, Field(gt=0)] = 60.0
     auth_backoff_s: Annotated[float, Field(gt=0)] = 60.0
 
-    # product-sync
-    product_defaults_file: Path | None = (
-        None  # YAML: account_token (or "*") → currency, price, quantity
-    )
-    product_max_variants: Annotated[int, Field(ge=1, le=10_000)] = 250
-
-    # invoice-upload
-    invoice_url_allowlist: str = ""  # comma-separated hosts; ".example.com" allows subdomains
-    invoice_max_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
-    invoice_fetch_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    invoice_allow_loopback_http: bool = False  # development only
-    invoice_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
-    invoice_ledger_ttl_days: Annotated[int, Field(ge=1)] = 30
-
-    # order-poller and `m2e-sync tick`
-    orders_topic: str = "orders"
-    order_cursor_topic: str = "m2e-sync.order-cursors"
-    order_overlap_days: Annotated[float, Field(gt=0)] = 7.0
-    order_initial_lookback_days: Annotated[float, Field(gt=0)] = 30.0
-    order_transactional_id: str | None = None  # default: m2e-sync.order-poller.<POD_NAME or host>
-    tick_accounts: str = ""  # "channel:account_token,…"; empty: every account the API lists
-
     # Operations
     http_host: str = "0.0.0.0"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8000
@@ -139,8 +119,6 @@ class WorkerSettings(BaseSettings):
             ("redis://", "rediss://", "unix://")
         ):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
-        if self.product_defaults_file is not None and not self.product_defaults_file.is_file():
-            raise ValueError(f"PRODUCT_DEFAULTS_FILE: {self.product_defaults_file} is not a file")
         if self.m2e_credentials_file is not None and not self.m2e_credentials_file.is_file():
             raise ValueError(f"M2E_CREDENTIALS_FILE: {self.m2e_credentials_file} is not a file")
         return self
@@ -187,6 +165,9 @@ class WorkerSettings(BaseSettings):
         return Credentials(tokens)
 
 
+S = TypeVar("S", bound=WorkerSettings)
+
+
 def _token_map(raw: object, source: str) -> dict[str, str]:
     if isinstance(raw, dict) and isinstance(raw.get("accounts"), dict):
         raw = raw["accounts"]
@@ -197,10 +178,15 @@ def _token_map(raw: object, source: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
-def load_settings(**overrides: Any) -> WorkerSettings:
-    """Build the settings; a bad value raises ConfigError naming the variable."""
+def load_settings(cls: type[S] | None = None, **overrides: Any) -> S:
+    """Build the settings (`WorkerSettings` or a service's subclass) from the environment
+    and `overrides`; a bad value raises ConfigError naming the variable."""
+    settings_cls: type[Any] = WorkerSettings if cls is None else cls
+    unknown = sorted(set(overrides) - set(settings_cls.model_fields))
+    if unknown:  # pydantic-settings would ignore them silently
+        raise TypeError(f"{settings_cls.__name__} has no setting {', '.join(unknown)}")
     try:
-        return WorkerSettings(**overrides)
+        return settings_cls(**overrides)  # type: ignore[no-any-return]
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

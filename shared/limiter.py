@@ -1,12 +1,15 @@
 """One rate budget per M2E access token, shared by every service and replica.
 
-    limiter = build_limiter(settings, credentials, metrics)
-    await limiter.acquire(account_token)      # wait for a token of that account's bucket
-    await limiter.ready_in(account_token)     # seconds until one is free (0.0: now)
-    await limiter.feedback(account_token, RateFeedback(...))   # what the server said
+    limiter = build_limiter(settings, metrics)
+    bucket = bucket_id(access_token)          # the M2E client names the bucket
+    await limiter.acquire(bucket)             # wait for a token of that bucket
+    await limiter.ready_in(bucket)            # seconds until one is free (0.0: now)
+    await limiter.feedback(bucket, RateFeedback(...))   # what the server said
 
-The bucket behind an account token is its access token (hashed in every key: the token
-never leaves memory). Implementations:
+A bucket is an access token's budget, named by a hash of the token (`bucket_id`: the
+token never leaves memory). The M2E client is its one user: it resolves an account token
+to its access token once, and both asks when a request may go and takes the token for
+it. Implementations:
 
 - `LocalLimiter`: in-process, one `aiolimiter.AsyncLimiter` per bucket, evenly spaced.
 - `RedisLimiter`: GCRA in a Lua script reading `redis.call("TIME")`, so pod clocks do
@@ -29,15 +32,14 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
-log = logging.getLogger("m2e_sync.limiter")
+from shared.clock import Clock
 
-Clock = Callable[[], float]
+log = logging.getLogger("m2e_sync.limiter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +77,13 @@ class RatePolicy:
 
 
 class Limiter(Protocol):
-    async def acquire(self, account_token: str) -> float:
-        """Wait until a request may be sent for the account; return the seconds waited."""
+    async def acquire(self, bucket: str) -> float:
+        """Wait until a request may be sent on the bucket; return the seconds waited."""
         ...
 
-    async def ready_in(self, account_token: str) -> float: ...
+    async def ready_in(self, bucket: str) -> float: ...
 
-    async def feedback(self, account_token: str, feedback: RateFeedback) -> None: ...
+    async def feedback(self, bucket: str, feedback: RateFeedback) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -91,19 +93,16 @@ def bucket_id(access_token: str) -> str:
     return hashlib.sha256(access_token.encode()).hexdigest()[:16]
 
 
-BucketOf = Callable[[str], str]  # account token → bucket id
-
-
 class UnlimitedLimiter:
     """No limit at all: for benchmarks of the pipeline itself (RATE_LIMIT_ENABLED=false)."""
 
-    async def acquire(self, account_token: str) -> float:
+    async def acquire(self, bucket: str) -> float:
         return 0.0
 
-    async def ready_in(self, account_token: str) -> float:
+    async def ready_in(self, bucket: str) -> float:
         return 0.0
 
-    async def feedback(self, account_token: str, feedback: RateFeedback) -> None:
+    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
         return None
 
     async def close(self) -> None:
@@ -111,12 +110,9 @@ class UnlimitedLimiter:
 
 
 class LocalLimiter:
-    def __init__(
-        self, policy: RatePolicy, bucket_of: BucketOf, clock: Clock = time.time, share: float = 1.0
-    ) -> None:
+    def __init__(self, policy: RatePolicy, clock: Clock = time.time, share: float = 1.0) -> None:
         """`share`: the fraction of the budget this process may use (degraded mode)."""
         self._policy = policy
-        self._bucket_of = bucket_of
         self._clock = clock
         self._share = share
         self._limiters: dict[str, AsyncLimiter] = {}
@@ -132,8 +128,7 @@ class LocalLimiter:
             limiter = self._limiters[bucket] = AsyncLimiter(1, interval)
         return limiter
 
-    async def acquire(self, account_token: str) -> float:
-        bucket = self._bucket_of(account_token)
+    async def acquire(self, bucket: str) -> float:
         started = self._clock()
         while True:  # a pause may be extended while we sleep
             pause = self._paused_until.get(bucket, 0.0) - self._clock()
@@ -144,8 +139,7 @@ class LocalLimiter:
         self._granted[bucket] = asyncio.get_running_loop().time()  # aiolimiter's clock
         return self._clock() - started
 
-    async def ready_in(self, account_token: str) -> float:
-        bucket = self._bucket_of(account_token)
+    async def ready_in(self, bucket: str) -> float:
         pause = max(0.0, self._paused_until.get(bucket, 0.0) - self._clock())
         if pause:
             return pause
@@ -160,8 +154,7 @@ class LocalLimiter:
         left = granted + limiter.time_period - asyncio.get_running_loop().time()
         return min(limiter.time_period, max(left, 0.001))
 
-    async def feedback(self, account_token: str, feedback: RateFeedback) -> None:
-        bucket = self._bucket_of(account_token)
+    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
         until = feedback.pause_until
         if until is not None:
             until = min(until, self._clock() + self._policy.max_pause_s)
@@ -225,49 +218,46 @@ return 1
 class RedisLimiter:
     """GCRA per bucket in Redis. Raises redis errors; `FailoverLimiter` handles them."""
 
-    def __init__(
-        self, redis: object, policy: RatePolicy, bucket_of: BucketOf, prefix: str = "m2e-sync:rl"
-    ) -> None:
+    def __init__(self, redis: object, policy: RatePolicy, prefix: str = "m2e-sync:rl") -> None:
         from redis.asyncio import Redis
 
         assert isinstance(redis, Redis)
         self._redis = redis
         self._policy = policy
-        self._bucket_of = bucket_of
         self._prefix = prefix
         self._gcra = redis.register_script(GCRA_LUA)
         self._feedback = redis.register_script(FEEDBACK_LUA)
 
-    def _keys(self, account_token: str) -> list[str]:
-        base = f"{self._prefix}:{self._bucket_of(account_token)}"
+    def _keys(self, bucket: str) -> list[str]:
+        base = f"{self._prefix}:{bucket}"
         return [f"{base}:tat", f"{base}:pause", f"{base}:limit"]
 
-    async def _try(self, account_token: str, take: bool) -> float:
+    async def _try(self, bucket: str, take: bool) -> float:
         p = self._policy
         allowed, wait_us = await self._gcra(
-            keys=self._keys(account_token),
+            keys=self._keys(bucket),
             args=[int(p.spaced_period_s * 1_000_000), p.requests, p.safety, 1 if take else 0],
         )
         return 0.0 if allowed else max(int(wait_us), 1) / 1_000_000
 
-    async def acquire(self, account_token: str) -> float:
+    async def acquire(self, bucket: str) -> float:
         started = time.monotonic()
         while True:  # sleep exactly until the bucket's next slot, then try for it
-            wait = await self._try(account_token, take=True)
+            wait = await self._try(bucket, take=True)
             if wait <= 0:
                 break
             await asyncio.sleep(wait)
         return time.monotonic() - started
 
-    async def ready_in(self, account_token: str) -> float:
-        return await self._try(account_token, take=False)
+    async def ready_in(self, bucket: str) -> float:
+        return await self._try(bucket, take=False)
 
-    async def feedback(self, account_token: str, feedback: RateFeedback) -> None:
+    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
         until = feedback.pause_until
         limit = feedback.limit if feedback.limit is not None else 0
         if until is None and (limit <= 0 or limit >= self._policy.requests):
             return
-        _tat_key, pause_key, limit_key = self._keys(account_token)
+        _tat_key, pause_key, limit_key = self._keys(bucket)
         await self._feedback(
             keys=[pause_key, limit_key],
             args=[
@@ -340,15 +330,15 @@ class FailoverLimiter:
                 return result
         return await getattr(self._local, name)(*args)
 
-    async def acquire(self, account_token: str) -> float:
-        return float(await self._call("acquire", account_token))  # type: ignore[arg-type]
+    async def acquire(self, bucket: str) -> float:
+        return float(await self._call("acquire", bucket))  # type: ignore[arg-type]
 
-    async def ready_in(self, account_token: str) -> float:
-        return float(await self._call("ready_in", account_token))  # type: ignore[arg-type]
+    async def ready_in(self, bucket: str) -> float:
+        return float(await self._call("ready_in", bucket))  # type: ignore[arg-type]
 
-    async def feedback(self, account_token: str, feedback: RateFeedback) -> None:
-        await self._local.feedback(account_token, feedback)  # the fallback knows too
-        await self._call("feedback", account_token, feedback)
+    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
+        await self._local.feedback(bucket, feedback)  # the fallback knows too
+        await self._call("feedback", bucket, feedback)
 
     async def close(self) -> None:
         await self._redis.close()

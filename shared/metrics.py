@@ -1,4 +1,4 @@
-"""Prometheus metrics of a worker, prefix `m2e_sync_` (DESIGN §7).
+"""Prometheus metrics of a worker, prefix `m2e_sync_` (docs/design.md, Observability).
 
 Built on an injected `CollectorRegistry`, so tests read them in isolation. Labels carry
 the service, the account token (a UUID, not a secret) and the endpoint — never an

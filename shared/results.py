@@ -1,6 +1,6 @@
 """Results and DLQ records, published on one idempotent producer (acks=all).
 
-One result per input message (DESIGN §3). Records are grouped per (topic, partition)
+One result per input message, keyed like it. Records are grouped per (topic, partition)
 into aiokafka batches: a keyed batch publish that FastStream's publisher API does not
 offer, and 2–3× the throughput of one `send` per record on this machine. A record is
 keyed like its input, so it lands in the partition the key hashes to.
@@ -9,14 +9,15 @@ keyed like its input, so it lands in the partition the key hashes to.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, create_model, field_validator
 
 Status = Literal["ok", "failed", "superseded", "duplicate-skipped"]
 
@@ -49,15 +50,13 @@ class ErrorInfo(BaseModel):
 
 
 class ResultRecord(BaseModel):
-    """What happened to one input message (`<input-topic>.results`)."""
+    """What happened to one input message (`<input-topic>.results`). A service's results
+    also name its entity, in the field `keyed_result` adds (`sku`, `order_id`, …)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     status: Status
     account_token: str | None
-    sku: str | None = None
-    order_id: str | None = None
-    poll: str | None = None  # order-poller: "channel:account_token"
     operation: str
     http_status: int | None = None
     error: ErrorInfo | None = None
@@ -66,10 +65,25 @@ class ResultRecord(BaseModel):
     attempts: int = 0
     event_id: str | None = None
 
-    @field_validator("sku", "order_id", "poll", "event_id", mode="after")
+    @field_validator("event_id", mode="after")
     @classmethod
     def _clipped(cls, value: str | None) -> str | None:
         return clip(value)
+
+
+ClippedText = Annotated[str | None, AfterValidator(clip)]
+
+
+@functools.cache
+def keyed_result(*key_fields: str) -> type[ResultRecord]:
+    """`ResultRecord` with the fields that name a service's entity, e.g. `keyed_result("sku")`."""
+    fields: dict[str, Any] = {name: (ClippedText, None) for name in key_fields}
+    return create_model(
+        "ResultRecord",
+        __base__=ResultRecord,
+        __doc__="What happened to one input message (`<input-topic>.results`).",
+        **fields,
+    )
 
 
 class ResultTemplate:

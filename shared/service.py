@@ -1,6 +1,9 @@
 """What a service supplies to the worker core: decoding, merge rules and the API call.
 
 A service maps and wires; commits, batching, rate limits and retries live in shared/.
+Services subclass `Service` (a Protocol with defaults), so the optional hooks — `start`,
+`stop` for resources of their own, `use_metrics` for metrics of their own — are part of
+the contract and need no look-up by name.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
-from shared.bisect import isolate
 from shared.coalescer import MergeRule, Payload
+from shared.isolate import isolate
 from shared.m2e.client import M2EClient
+from shared.metrics import Metrics
 from shared.results import ErrorInfo, Status
 
 
@@ -91,10 +95,22 @@ T = TypeVar("T")
 
 class Service(Protocol):
     name: str
-    input_topic: str
-    key_field: str  # "sku" or "order_id": the result record's key field
+    input_topic: str  # the default; KAFKA_INPUT_TOPIC overrides it
+    key_field: str  # the result record's field naming the entity: "sku", "order_id", …
     merge_rules: Mapping[str, MergeRule]
     keeps_messages: bool  # True: sources keep the original bytes (dead letters at send time)
+
+    async def start(self) -> None:
+        """Open the service's own resources (before the consumer starts)."""
+        return None
+
+    async def stop(self) -> None:
+        """Close them (after the last commit)."""
+        return None
+
+    def use_metrics(self, metrics: Metrics) -> None:
+        """The worker's metrics, for services that record metrics of their own."""
+        return None
 
     def decode(self, key: bytes | None, value: bytes | None, headers: Headers) -> Decoded:
         """Validate one message; raise InvalidMessage when it cannot be processed."""
@@ -111,7 +127,7 @@ class Service(Protocol):
 async def send_isolating(
     payloads: Sequence[T], call: Callable[[list[T]], Awaitable[Any]], ok_status: int = 200
 ) -> list[ItemOutcome]:
-    """Call the API with the batch, isolating rejected items (shared.bisect)."""
+    """Call the API with the batch, isolating rejected items (shared.isolate)."""
 
     async def send(items: list[T]) -> None:
         await call(items)

@@ -1,25 +1,20 @@
-"""The project's Kafka topics, named once (DESIGN §3)."""
+"""How the worker core names the topics around an input, and asks the broker about one.
+
+Each input topic `T` has `T.results` (one result per message) and `T.dlq` (what could not
+be processed). Input topics themselves are named by their services (services/registry.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-
-INPUT_TOPICS: tuple[str, ...] = (
-    "product-upserts",
-    "variant-updates",
-    "invoice-uploads",
-    "order-poll-ticks",
-)
-ORDERS_TOPIC = "orders"
-# Compacted state: the order poller's durable cursor per (channel, account).
-ORDER_CURSORS_TOPIC = "m2e-sync.order-cursors"
 
 
 def results_topic(input_topic: str) -> str:
@@ -30,27 +25,21 @@ def dlq_topic(input_topic: str) -> str:
     return f"{input_topic}.dlq"
 
 
+class UnknownTopic(ValueError):
+    """The broker has no topic of that name."""
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     name: str
     compacted: bool = False
 
 
-def all_topics() -> list[TopicSpec]:
-    """Every topic the stack creates: inputs, their results and DLQs, orders, state."""
-    specs = [TopicSpec(t) for t in INPUT_TOPICS]
-    specs += [TopicSpec(results_topic(t)) for t in INPUT_TOPICS]
-    specs += [TopicSpec(dlq_topic(t)) for t in INPUT_TOPICS]
-    specs.append(TopicSpec(ORDERS_TOPIC))
-    specs.append(TopicSpec(ORDER_CURSORS_TOPIC, compacted=True))
-    return specs
-
-
 async def partitions_of(
     bootstrap_servers: str, topic: str, kafka: Mapping[str, Any] | None = None, wait_s: float = 0.0
 ) -> list[TopicPartition]:
     """The topic's partitions, asked of the broker; a topic created a moment ago may need
-    up to `wait_s`. Raises ValueError when the topic does not exist."""
+    up to `wait_s`. Raises UnknownTopic when the topic does not exist."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **dict(kafka or {}))
     await admin.start()
     deadline = time.monotonic() + wait_s
@@ -61,7 +50,45 @@ async def partitions_of(
             if parts:
                 return sorted(TopicPartition(topic, p["partition"]) for p in parts)
             if time.monotonic() >= deadline:
-                raise ValueError(f"topic {topic!r} does not exist")
+                raise UnknownTopic(f"topic {topic!r} does not exist")
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+async def read_topic(
+    bootstrap_servers: str,
+    topic: str,
+    kafka: Mapping[str, Any] | None = None,
+    *,
+    last: int | None = None,
+    follow: bool = False,
+    wait_s: float = 0.0,
+) -> AsyncIterator[ConsumerRecord[Any, Any]]:
+    """The topic's committed records (`read_committed`, no group) from the beginning, or the
+    `last` N per partition, up to its end at the time of the call, or on and on (`follow`)."""
+    tps = await partitions_of(bootstrap_servers, topic, kafka, wait_s)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        **dict(kafka or {}),
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(starts[tp], ends[tp] - last) if last is not None else starts[tp])
+        while True:
+            if not follow and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                return
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    yield record
+    finally:
+        with suppress(asyncio.CancelledError):
+            await consumer.stop()

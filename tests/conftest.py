@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# The real stack's fixtures (sandbox_server, workers, new_topic), for every suite that needs them.
+pytest_plugins = ["tests.integration.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def bootstrap_servers() -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from shared.topics import all_topics
+from services.registry import all_topics
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
 
@@ -43,7 +43,7 @@ def test_compose_runs_every_worker_with_the_cli_the_code_has() -> None:
         assert env["M2E_CREDENTIALS_FILE"].startswith("/config/") and env["REDIS_URL"].startswith(
             "redis://"
         )
-    assert services["sandbox"]["command"][0] == "sandbox"
+    assert services["sandbox"]["build"]["target"] == "sandbox"  # the worker image has none
     assert services["order-ticks"]["command"][0] == "tick"
     root = COMPOSE.parent
     for mount in (

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.m2e.models import Key, ShortText, Url, optional
+
+TOPIC = "invoice-uploads"
+
+
+def key_of(value: Mapping[str, Any]) -> str | None:
+    """The message key the topic asks for: the order id."""
+    return value.get("order_id")
+
 
 Amount = Annotated[float, Field(ge=0)]
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from services.invoice_upload.fetch import FetchRefused, SafeFetcher
-from services.invoice_upload.models import InvoiceEvent
+from services.invoice_upload.models import TOPIC, InvoiceEvent
 from shared.coalescer import MergeRule, Payload, last_write_wins
 from shared.m2e.client import BatchRejected, M2EClient
 from shared.results import ErrorInfo
@@ -33,11 +33,11 @@ from shared.service import (
     Headers,
     InvalidMessage,
     ItemOutcome,
+    Service,
     check_account,
     check_key,
     describe,
 )
-from shared.topics import INPUT_TOPICS
 
 OPERATION = "invoice.upload"
 PDF_MAGIC = b"%PDF-"
@@ -100,9 +100,9 @@ def _failed(status: int | None, code: str, message: str, dead_letter: bool = Fal
     )
 
 
-class InvoiceUpload:
+class InvoiceUpload(Service):
     name = "invoice-upload"
-    input_topic = INPUT_TOPICS[2]
+    input_topic = TOPIC
     key_field = "order_id"
     keeps_messages = True  # a URL refused at fetch time goes to the DLQ with its bytes
     merge_rules: Mapping[str, MergeRule] = {OPERATION: last_write_wins}

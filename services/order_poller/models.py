@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -9,6 +10,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from shared.m2e.models import Channel, optional
+
+TOPIC = "order-poll-ticks"
+
+
+def key_of(value: Mapping[str, Any]) -> str | None:
+    """The message key the topic asks for: `channel:account_token`, one poll per pair."""
+    return f"{value.get('channel')}:{value.get('account_token')}"
 
 
 class TickEvent(BaseModel):

@@ -25,10 +25,10 @@ from collections.abc import Mapping, Set
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from services.order_poller.models import Cursor, OrderRecord, TickEvent
+from services.order_poller.models import TOPIC, Cursor, OrderRecord, TickEvent
 from shared.coalescer import MergeRule, Payload
 from shared.m2e.client import M2EClient
 from shared.metrics import Metrics
@@ -37,11 +37,12 @@ from shared.service import (
     Headers,
     InvalidMessage,
     ItemOutcome,
+    Service,
     check_account,
     check_key,
     describe,
 )
-from shared.topics import INPUT_TOPICS, partitions_of
+from shared.topics import UnknownTopic, read_topic
 
 log = logging.getLogger("m2e_sync.order_poller")
 OPERATION = "poll"
@@ -62,9 +63,9 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class OrderPoller:
+class OrderPoller(Service):
     name = "order-poller"
-    input_topic = INPUT_TOPICS[3]
+    input_topic = TOPIC
     key_field = "poll"  # results name the poll: "channel:account_token"
     keeps_messages = False
     merge_rules: Mapping[str, MergeRule] = {OPERATION: merge_ticks}
@@ -111,46 +112,29 @@ class OrderPoller:
         )  # fences a predecessor with the same id, aborting its transaction
         log.info("order-poller ready: %d cursors loaded", len(self.cursors))
 
+    def use_metrics(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
     async def stop(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
 
     async def _load_cursors(self) -> dict[str, Cursor]:
+        cursors: dict[str, Cursor] = {}
         try:  # a topic created a moment ago may need a moment
-            tps = await partitions_of(self._bootstrap, self._cursor_topic, self._kafka, wait_s=10.0)
-        except ValueError:
+            async for r in read_topic(
+                self._bootstrap, self._cursor_topic, self._kafka, wait_s=10.0
+            ):
+                key = r.key.decode()
+                if r.value is None:
+                    cursors.pop(key, None)
+                else:
+                    cursors[key] = Cursor.model_validate_json(r.value)
+        except UnknownTopic:
             raise RuntimeError(
                 f"ORDER_CURSOR_TOPIC: the topic {self._cursor_topic} does not exist"
             ) from None
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            **self._kafka,
-        )
-        await consumer.start()
-        cursors: dict[str, Cursor] = {}
-        try:
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            pending = {tp for tp in tps if ends[tp] > 0}
-            while pending:
-                batch = await consumer.getmany(*pending, timeout_ms=1000)
-                for _tp, records in batch.items():
-                    for r in records:
-                        key = r.key.decode()
-                        if r.value is None:
-                            cursors.pop(key, None)
-                        else:
-                            cursors[key] = Cursor.model_validate_json(r.value)
-                for tp in list(pending):
-                    if await consumer.position(tp) >= ends[tp]:
-                        pending.discard(tp)
-        finally:
-            await consumer.stop()
         return cursors
 
     # ------------------------------------------------------------------ decode

@@ -12,13 +12,13 @@ import json
 
 from aiokafka import AIOKafkaProducer
 
+from services.order_poller.models import TOPIC
+from services.order_poller.settings import OrderPollerSettings
 from shared.bootstrap import build_client, build_limiter
-from shared.config import WorkerSettings
 from shared.metrics import Metrics
-from shared.topics import INPUT_TOPICS
 
 
-async def accounts(settings: WorkerSettings) -> list[tuple[str, str]]:
+async def accounts(settings: OrderPollerSettings) -> list[tuple[str, str]]:
     """(channel, account_token) pairs to tick."""
     if settings.tick_accounts.strip():
         pairs = []
@@ -30,9 +30,7 @@ async def accounts(settings: WorkerSettings) -> list[tuple[str, str]]:
         return pairs
     credentials = settings.credentials()
     metrics = Metrics("tick")
-    client = build_client(
-        settings, credentials, build_limiter(settings, credentials, metrics), metrics
-    )
+    client = build_client(settings, credentials, build_limiter(settings, metrics), metrics)
     found: list[tuple[str, str]] = []
     try:
         by_token: dict[str, str] = {}
@@ -48,7 +46,7 @@ async def accounts(settings: WorkerSettings) -> list[tuple[str, str]]:
     return sorted(set(found))
 
 
-async def tick(settings: WorkerSettings, every: float | None, topic: str = INPUT_TOPICS[3]) -> int:
+async def tick(settings: OrderPollerSettings, every: float | None, topic: str = TOPIC) -> int:
     pairs = await accounts(settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", **settings.kafka_security()

@@ -6,8 +6,12 @@ from pathlib import Path
 
 import yaml
 
+from services.product_sync import samples
 from services.product_sync.mapping import AccountDefaults
+from services.product_sync.models import ProductEvent, key_of
 from services.product_sync.service import ProductSync
+from services.product_sync.settings import ProductSyncSettings
+from services.spec import ServiceSpec
 from shared.config import ConfigError
 
 
@@ -27,4 +31,28 @@ def load_defaults(path: Path | None) -> dict[str, AccountDefaults]:
     return out
 
 
-__all__ = ["AccountDefaults", "ProductSync", "load_defaults"]
+def build(settings: ProductSyncSettings) -> ProductSync:
+    return ProductSync(
+        set(settings.credentials()),
+        load_defaults(settings.product_defaults_file),
+        settings.product_max_variants,
+    )
+
+
+SPEC = ServiceSpec.of(
+    ProductSync,
+    event=ProductEvent,
+    settings=ProductSyncSettings,
+    build=build,
+    key=key_of,
+    samples=samples,
+)
+
+__all__ = [
+    "SPEC",
+    "AccountDefaults",
+    "ProductSync",
+    "ProductSyncSettings",
+    "build",
+    "load_defaults",
+]

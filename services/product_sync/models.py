@@ -9,6 +9,7 @@ A null value (tombstone) keyed by the product SKU with an `account_token` header
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -16,6 +17,14 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.m2e.models import Currency, Key, NonEmptyStr, Price, Quantity, optional
+
+TOPIC = "product-upserts"
+
+
+def key_of(value: Mapping[str, Any]) -> str | None:
+    """The message key the topic asks for: the product SKU (M2E `sku`, SAP Anywhere `code`)."""
+    product = value.get("product") or {}
+    return value.get("sku") or product.get("sku") or product.get("code")
 
 
 class _Event(BaseModel):

@@ -6,7 +6,7 @@ is resolved with as few requests as possible:
 1. deletes: one `DELETE /catalog/product/` (an unknown SKU counts as deleted: the
    desired state holds);
 2. SKUs this process has not seen yet: one `POST /catalog/product/find/` per 500;
-3. new SKUs: `POST /catalog/product/` (rejected items isolated, shared.bisect);
+3. new SKUs: `POST /catalog/product/` (rejected items isolated, shared.isolate);
 4. known SKUs: `PATCH /catalog/product/` with the product fields and
    `PATCH /catalog/product/variant/` with the variant fields — each only for what changed
    since this process last sent or saw it (content hashes), so an unchanged product
@@ -34,7 +34,7 @@ from services.product_sync.mapping import (
     MappingError,
     sap_to_m2e,
 )
-from services.product_sync.models import ProductEvent, SapProduct
+from services.product_sync.models import TOPIC, ProductEvent, SapProduct
 from shared.coalescer import MergeRule, Payload, last_write_wins
 from shared.m2e.client import M2EClient
 from shared.m2e.models import MAX_BATCH_ITEMS, ProductCreate
@@ -44,12 +44,12 @@ from shared.service import (
     Headers,
     InvalidMessage,
     ItemOutcome,
+    Service,
     check_account,
     check_key,
     describe,
     send_isolating,
 )
-from shared.topics import INPUT_TOPICS
 
 OPERATION = "product"
 PRODUCT_FIELDS = ("currency", "title", "description", "images", "attributes")
@@ -81,9 +81,9 @@ def _failed(status: int | None, code: str, message: str) -> ItemOutcome:
     return ItemOutcome("failed", status, ErrorInfo(code=code, message=message))
 
 
-class ProductSync:
+class ProductSync(Service):
     name = "product-sync"
-    input_topic = INPUT_TOPICS[0]
+    input_topic = TOPIC
     key_field = "sku"
     keeps_messages = False
     merge_rules: Mapping[str, MergeRule] = {OPERATION: last_write_wins}

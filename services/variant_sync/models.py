@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import ConfigDict
 
 from shared.m2e.models import VariantUpdate, optional
+
+TOPIC = "variant-updates"
+
+
+def key_of(value: Mapping[str, Any]) -> str | None:
+    """The message key the topic asks for: the variant SKU."""
+    return value.get("sku")
+
 
 EVENT_FIELDS = {"account_token", "event_id", "occurred_at"}
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Set
 
 from pydantic import ValidationError
 
-from services.variant_sync.models import EVENT_FIELDS, VariantUpdateEvent
+from services.variant_sync.models import EVENT_FIELDS, TOPIC, VariantUpdateEvent
 from shared.coalescer import MergeRule, Payload, merge_fields
 from shared.m2e.client import M2EClient
 from shared.service import (
@@ -19,12 +19,12 @@ from shared.service import (
     Headers,
     InvalidMessage,
     ItemOutcome,
+    Service,
     check_account,
     check_key,
     describe,
     send_isolating,
 )
-from shared.topics import INPUT_TOPICS
 
 OPERATION = "variant.update"
 
@@ -44,9 +44,9 @@ def variant_payload(event: VariantUpdateEvent) -> Payload:
     return payload
 
 
-class VariantSync:
+class VariantSync(Service):
     name = "variant-sync"
-    input_topic = INPUT_TOPICS[1]
+    input_topic = TOPIC
     key_field = "sku"
     keeps_messages = False
     merge_rules: Mapping[str, MergeRule] = {OPERATION: merge_fields}

@@ -3,13 +3,17 @@
     client = M2EClient(base_url, credentials, limiter, retry=RetryPolicy())
     await client.update_variants(account_token, [{"sku": "A-1", "price": 9.5}])
 
-Every call takes a token from the account's limiter bucket first, sends the account's
-access token, and feeds the rate-limit headers back to the limiter. Exceptions:
+The client is the one owner of the rate budget: it resolves an account token to its
+access token once (`Credentials.lookup`: an unknown account raises `UnknownAccount`,
+the same everywhere), and every call takes a token from that access token's limiter
+bucket first, sends the access token, and feeds the rate-limit headers back to the
+limiter. The scheduler asks it, not the limiter, when an account could send
+(`ready_in`). Exceptions:
 
     M2EError
      ├── UnknownAccount      no access token is configured for the account token
      ├── Unauthorized        401: stop calling for this account
-     ├── BatchRejected       400/404 naming items: isolate them (shared.bisect)
+     ├── BatchRejected       400/404 naming items: isolate them (shared.isolate)
      └── TransientFailure    5xx, timeouts, connection errors or 429s past the retry
                              budget: keep the items, back off, try again later
 
@@ -28,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from shared.limiter import Limiter, RateFeedback
+from shared.limiter import Limiter, RateFeedback, bucket_id
 from shared.m2e.models import ApiError, CreateResponse, OrdersFindResponse
 
 PRODUCTION_BASE_URL = "https://m2e.cloud/api/v1/api"
@@ -94,6 +98,15 @@ class Credentials(Mapping[str, str]):
 
     def __init__(self, tokens: Mapping[str, str]) -> None:
         self._tokens = dict(tokens)
+        self._buckets = {access: bucket_id(access) for access in set(self._tokens.values())}
+
+    def lookup(self, account_token: str) -> tuple[str, str]:
+        """(access token, limiter bucket) of an account; UnknownAccount when none is set."""
+        try:
+            access = self._tokens[account_token]
+        except KeyError:
+            raise UnknownAccount(account_token) from None
+        return access, self._buckets[access]
 
     def __getitem__(self, account_token: str) -> str:
         return self._tokens[account_token]
@@ -194,6 +207,11 @@ class M2EClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def ready_in(self, account_token: str) -> float:
+        """Seconds until the account's budget allows a request (0.0: now); takes nothing."""
+        _access, bucket = self._credentials.lookup(account_token)
+        return await self._limiter.ready_in(bucket)
+
     async def request(
         self,
         account_token: str,
@@ -204,14 +222,11 @@ class M2EClient:
         params: dict[str, str] | None = None,
     ) -> httpx.Response:
         """One API call with the rate limit and the retry policy applied."""
-        try:
-            access_token = self._credentials[account_token]
-        except KeyError:
-            raise UnknownAccount(account_token) from None
+        access_token, bucket = self._credentials.lookup(account_token)
         endpoint = f"{method} {path}"
         failures = throttled = 0
         while True:
-            waited = await self._limiter.acquire(account_token)
+            waited = await self._limiter.acquire(bucket)
             started = time.monotonic()
             try:
                 response = await self._http.request(
@@ -230,7 +245,7 @@ class M2EClient:
                 await self._sleep(self._retry.delay(failures))
                 continue
             self._observe(account_token, endpoint, response.status_code, started, waited)
-            await self._limiter.feedback(account_token, parse_feedback(response))
+            await self._limiter.feedback(bucket, parse_feedback(response))
             status = response.status_code
             if status == 429:  # a shared pause is in the limiter now; not a failure
                 throttled += 1

@@ -2,8 +2,9 @@
 
 Request models are strict (they are what the sandbox validates against and what the
 workers check locally before spending quota); response models are lenient, because the
-reference contradicts itself (DESIGN §9). Where the reference is silent we assume a
-shape; every such place is marked ASSUMPTION and listed in the README.
+reference contradicts itself. Where the reference is silent we assume a shape; every
+such place is marked ASSUMPTION and listed in the README (why: docs/design.md, "Where
+the API is silent").
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 MAX_BATCH_ITEMS = 500  # maxItems of every catalog batch endpoint
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
-# ASSUMPTION (DESIGN §9): the reference gives no lengths. We cap text where marketplaces
-# do (SKUs and order ids of at most 255 characters, titles of 1,000, URLs of 2,048) so a
-# hostile 1 MB string is refused before it spends quota; the sandbox enforces the same.
+# ASSUMPTION: the reference gives no lengths. We cap text where marketplaces do (SKUs
+# and order ids of at most 255 characters, titles of 1,000, URLs of 2,048) so a hostile
+# 1 MB string is refused before it spends quota; the sandbox enforces the same.
 Key = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 ShortText = Annotated[str, StringConstraints(max_length=255)]
 Title = Annotated[str, StringConstraints(max_length=1000)]
@@ -140,7 +141,7 @@ class InvoiceUpload(_Request):
     )
 
 
-# ASSUMPTION (DESIGN §9): paging is `_result: {offset, limit}`, limit at most 500.
+# ASSUMPTION: paging is `_result: {offset, limit}`, limit at most 500.
 class ResultPage(_Request):
     offset: Annotated[int, Field(ge=0)] = 0
     limit: Annotated[int, Field(ge=1, le=MAX_BATCH_ITEMS)] = 100

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import sandbox_server
-
-__all__ = ["sandbox_server"]
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

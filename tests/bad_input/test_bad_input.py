@@ -18,12 +18,12 @@ from tests.integration.harness import (
     WorkerProcess,
     create_topics,
     eventually,
+    order_topics,
     read_all,
     sandbox_config,
+    worker_env,
     write_credentials,
 )
-from tests.integration.test_order_poller import order_topics
-from tests.integration.test_worker_core import worker_env
 
 from .cases import CASES, invoice, tick, variant
 

@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from services.registry import SERVICES
-from shared.topics import INPUT_TOPICS
 from tests import tools
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "m2e-sync"
@@ -182,7 +181,7 @@ def test_keda_scales_on_the_services_own_group_and_topic_instead_of_the_hpa() ->
     trigger = scaled[0]["spec"]["triggers"][0]
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["consumerGroup"] == "m2e-sync.variant-sync"
-    assert trigger["metadata"]["topic"] == INPUT_TOPICS[1]
+    assert trigger["metadata"]["topic"] == SERVICES["variant-sync"].topic
     hpas = {
         d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"
     }

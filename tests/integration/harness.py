@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.sandbox import SandboxConfig, create_app
-from services.sandbox.app import SANDBOX, Sandbox
+from m2e_sandbox import SandboxConfig, create_app
+from m2e_sandbox.app import SANDBOX, Sandbox
 from shared.topics import partitions_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,7 +235,7 @@ class WorkerProcess:
         self._log = self.log_path.open("wb")
         full_env = {**os.environ, **env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "run", service],
+            [sys.executable, "-m", "services.cli", "run", service],
             env=full_env,
             cwd=ROOT,
             stdout=self._log,
@@ -304,8 +304,12 @@ async def wait_all_committed(
 
 
 def worker_settings(bootstrap: str, base_url: str, topic: str, tmp: Path, **overrides: Any) -> Any:
-    """Settings of an in-process worker on `topic` with a new group (`settings.kafka_group_id`)."""
+    """Settings of an in-process worker on `topic` with a new group (`settings.kafka_group_id`),
+    of the settings class of the service whose topic it is."""
+    from services.registry import for_topic
     from shared.config import load_settings
+
+    spec = for_topic(topic)
 
     values: dict[str, Any] = {
         "kafka_bootstrap_servers": bootstrap,
@@ -316,4 +320,45 @@ def worker_settings(bootstrap: str, base_url: str, topic: str, tmp: Path, **over
         "commit_interval_ms": 200,
     }
     values.update(overrides)
-    return load_settings(**values)
+    return load_settings(spec.settings if spec is not None else None, **values)
+
+
+def update(account: str, sku: str, **fields: Any) -> tuple[str, dict[str, Any]]:
+    return sku, {"account_token": account, "sku": sku, **fields}
+
+
+def worker_env(
+    bootstrap: str, base_url: str, topic: str, group: str, creds: Path, **extra: Any
+) -> dict[str, str]:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "M2E_BASE_URL": base_url,
+        "M2E_CREDENTIALS_FILE": str(creds),
+        "KAFKA_INPUT_TOPIC": topic,
+        "KAFKA_GROUP_ID": group,
+        "BATCH_LINGER_MS": "200",
+        "RATE_LIMIT_ENABLED": "false",
+        "COMMIT_INTERVAL_MS": "200",
+        "SHUTDOWN_GRACE_S": "20",
+        "LOG_LEVEL": "INFO",
+    }
+    env.update({k.upper(): str(v) for k, v in extra.items()})
+    return env
+
+
+async def order_topics(bootstrap: str) -> tuple[str, str, str]:
+    ticks = await create_topics(bootstrap, "order-poll-ticks")
+    run = ticks.split(".")[1]
+    orders, cursors = f"it.{run}.orders", f"it.{run}.order-cursors"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(orders, 4, 1),
+                NewTopic(cursors, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+            ]
+        )
+    finally:
+        await admin.close()
+    return ticks, orders, cursors

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from services.sandbox.config import FaultConfig
+from m2e_sandbox.config import FaultConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ def test_demo_accounts_for_every_sample_event() -> None:
         [
             sys.executable,
             "-m",
-            "shared.cli",
+            "services.cli",
             "demo",
             "--products",
             "40",
@@ -52,3 +53,16 @@ def test_demo_accounts_for_every_sample_event() -> None:
     assert summary["products_in_sandbox"] == 40
     assert summary["throttled"] == 0
     assert "Where to look next" in done.stdout
+    # The progress lines' words agree with the summary's numbers.
+    for topic, what in (
+        ("product-upserts", "product events"),
+        ("variant-updates", "price and stock updates"),
+        ("invoice-uploads", "invoices"),
+    ):
+        said = re.search(rf"publishing (\d+) {what} \(.*?(\d+) invalid\)", done.stdout)
+        assert said is not None, done.stdout[:2000]
+        assert int(said[1]) == summary["published"][topic]
+        assert int(said[2]) == results[topic]["failed"], (topic, said[0], results[topic])
+    # No raw client warnings before (or among) the progress lines.
+    assert "NotLeaderForPartition" not in done.stdout + done.stderr
+    assert "Failed fetch offsets" not in done.stdout + done.stderr

@@ -28,10 +28,10 @@ from .harness import (
     read_all,
     sandbox_config,
     wait_all_committed,
+    worker_env,
     worker_settings,
     write_credentials,
 )
-from .test_worker_core import worker_env
 
 PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 

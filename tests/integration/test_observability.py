@@ -27,10 +27,11 @@ from .harness import (
     free_port,
     produce,
     sandbox_config,
+    update,
     wait_all_committed,
+    worker_env,
     write_credentials,
 )
-from .test_worker_core import update, worker_env
 
 FILES = Path(__file__).resolve().parents[2] / "charts" / "m2e-sync" / "files"
 NAME = re.compile(r"\bm2e_sync_[a-z_]+")

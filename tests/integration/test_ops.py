@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from services import ops
 from services.product_sync import AccountDefaults, ProductSync
-from shared import ops
 from shared.bootstrap import build_parts
 
 from .harness import (

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.order_poller import OrderPoller, content_hash
 from shared.bootstrap import build_parts
@@ -24,35 +23,17 @@ from .harness import (
     ACCT_B,
     CREDENTIALS,
     WorkerProcess,
-    create_topics,
     eventually,
+    order_topics,
     produce,
     read_all,
     sandbox_config,
+    worker_env,
     worker_settings,
     write_credentials,
 )
-from .test_worker_core import worker_env
 
 ACCOUNTS = [("ebay", ACCT_A), ("amazon", ACCT_A2), ("ebay", ACCT_B)]
-
-
-async def order_topics(bootstrap: str) -> tuple[str, str, str]:
-    ticks = await create_topics(bootstrap, "order-poll-ticks")
-    run = ticks.split(".")[1]
-    orders, cursors = f"it.{run}.orders", f"it.{run}.order-cursors"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(orders, 4, 1),
-                NewTopic(cursors, 1, 1, topic_configs={"cleanup.policy": "compact"}),
-            ]
-        )
-    finally:
-        await admin.close()
-    return ticks, orders, cursors
 
 
 def tick(channel: str, account: str, **extra: Any) -> tuple[str, dict[str, Any]]:

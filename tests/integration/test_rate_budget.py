@@ -28,11 +28,13 @@ from .harness import (
     create_topics,
     eventually,
     free_port,
+    order_topics,
     produce,
     sandbox_config,
+    update,
+    worker_env,
     write_credentials,
 )
-from .test_worker_core import update, worker_env
 
 
 def windows(times: list[float], period: float) -> list[int]:
@@ -94,28 +96,24 @@ async def test_two_processes_share_one_budget_without_429s(
 async def test_a_429_seen_by_one_process_pauses_the_others(redis_url: str) -> None:
     prefix = f"it-rl-{uuid.uuid4().hex[:6]}"
     policy = RatePolicy(1000, 1.0)
-    tokens = {"acct": "shared-token"}
-
-    def bucket_of(account: str) -> str:
-        return bucket_id(tokens[account])
-
-    one = RedisLimiter(aioredis.from_url(redis_url), policy, bucket_of, prefix=prefix)
-    other = RedisLimiter(aioredis.from_url(redis_url), policy, bucket_of, prefix=prefix)
+    bucket = bucket_id("shared-token")
+    one = RedisLimiter(aioredis.from_url(redis_url), policy, prefix=prefix)
+    other = RedisLimiter(aioredis.from_url(redis_url), policy, prefix=prefix)
     try:
-        assert await other.ready_in("acct") == 0.0
+        assert await other.ready_in(bucket) == 0.0
         await one.feedback(
-            "acct",
+            bucket,
             RateFeedback(limit=1000, remaining=0, throttled=True, retry_at=time.time() + 1.5),
         )
-        wait = await other.ready_in("acct")
+        wait = await other.ready_in(bucket)
         assert 1.0 < wait <= 1.6
         started = time.monotonic()
-        await other.acquire("acct")
+        await other.acquire(bucket)
         assert time.monotonic() - started >= 1.0
         # A lower limit from the server lowers everyone's rate.
-        await one.feedback("acct", RateFeedback(limit=10, remaining=9))
-        await other.acquire("acct")
-        assert 0.05 < await other.ready_in("acct") <= 1.0 / 10 * 1.02 + 0.01
+        await one.feedback(bucket, RateFeedback(limit=10, remaining=9))
+        await other.acquire(bucket)
+        assert 0.05 < await other.ready_in(bucket) <= 1.0 / 10 * 1.02 + 0.01
         keys = [k.decode() async for k in one._redis.scan_iter(f"{prefix}:*")]
         assert keys and all("shared-token" not in k for k in keys)
     finally:
@@ -168,8 +166,8 @@ async def test_redis_outage_degrades_then_shared_mode_resumes(private_redis: Any
     await eventually(lambda: _ping(client), timeout_s=10, every_s=0.1)
     policy = RatePolicy(100, 1.0)
     limiter = FailoverLimiter(
-        RedisLimiter(client, policy, lambda a: a, prefix="it"),
-        LocalLimiter(policy, lambda a: a, share=1 / 3),
+        RedisLimiter(client, policy, prefix="it"),
+        LocalLimiter(policy, share=1 / 3),
         changes.append,
         retry_s=0.5,
     )
@@ -227,8 +225,6 @@ async def _invoice_load(bootstrap: str, sandbox: Any) -> tuple[str, str]:
 
 
 async def _poll_load(bootstrap: str, sandbox: Any) -> tuple[str, str]:
-    from .test_order_poller import order_topics
-
     ticks, orders, cursors = await order_topics(bootstrap)
     _POLL_TOPICS[ticks] = (orders, cursors)
     return "order-poller", ticks

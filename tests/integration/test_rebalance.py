@@ -19,10 +19,11 @@ from .harness import (
     produce,
     read_all,
     sandbox_config,
+    update,
     wait_all_committed,
+    worker_env,
     write_credentials,
 )
-from .test_worker_core import update, worker_env
 
 
 async def test_third_worker_joins_and_leaves_mid_run(

@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.topics import all_topics
+from services.registry import all_topics
 
-from .conftest import TopicFactory
+from .fixtures import TopicFactory
 
 
 async def _consume(
@@ -164,7 +164,7 @@ async def test_kcat_and_aiokafka_interoperate(
 
 
 def test_stack_up_again_is_idempotent_and_status_reports_it() -> None:
-    cli = [sys.executable, "-m", "shared.cli", "stack"]
+    cli = [sys.executable, "-m", "services.cli", "stack"]
     again = subprocess.run([*cli, "up"], capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0, again.stderr
     assert "kafka  already running" in again.stdout

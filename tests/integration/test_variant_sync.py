@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from services.sandbox.catalog import Catalog
+from m2e_sandbox.catalog import Catalog
 from services.variant_sync import VariantSync
 from shared.bootstrap import build_parts
 
@@ -26,11 +26,12 @@ from .harness import (
     eventually,
     produce,
     sandbox_config,
+    update,
     wait_all_committed,
+    worker_env,
     worker_settings,
     write_credentials,
 )
-from .test_worker_core import update, worker_env
 
 ROUTE = "PATCH /catalog/product/variant/"
 

@@ -27,33 +27,12 @@ from .harness import (
     produce,
     read_all,
     sandbox_config,
+    update,
     wait_all_committed,
+    worker_env,
     worker_settings,
     write_credentials,
 )
-
-
-def update(account: str, sku: str, **fields: Any) -> tuple[str, dict[str, Any]]:
-    return sku, {"account_token": account, "sku": sku, **fields}
-
-
-def worker_env(
-    bootstrap: str, base_url: str, topic: str, group: str, creds: Path, **extra: Any
-) -> dict[str, str]:
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "M2E_BASE_URL": base_url,
-        "M2E_CREDENTIALS_FILE": str(creds),
-        "KAFKA_INPUT_TOPIC": topic,
-        "KAFKA_GROUP_ID": group,
-        "BATCH_LINGER_MS": "200",
-        "RATE_LIMIT_ENABLED": "false",
-        "COMMIT_INTERVAL_MS": "200",
-        "SHUTDOWN_GRACE_S": "20",
-        "LOG_LEVEL": "INFO",
-    }
-    env.update({k.upper(): str(v) for k, v in extra.items()})
-    return env
 
 
 async def test_updates_arrive_merged_in_order_with_one_result_each(

@@ -15,9 +15,9 @@ def test_committed_topic_schemas_match_the_models() -> None:
 
 
 def test_every_input_topic_has_a_schema() -> None:
-    from shared.topics import INPUT_TOPICS
+    from services.registry import SERVICES
 
-    assert set(INPUT_TOPICS) <= set(schemas.MODELS)
+    assert {spec.topic for spec in SERVICES.values()} <= set(schemas.MODELS)
     assert {"results", "orders"} <= set(schemas.MODELS)
 
 

@@ -1,4 +1,4 @@
-"""The flush rule and the merge rules, with a clock moved by hand (no sleeping)."""
+"""The buffers and the merge rules (the flush rule is the scheduler's: tests/shared/worker)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ class Clock:
         return self.now
 
 
-def make(max_items: int = 3, linger_s: float = 1.0) -> tuple[Coalescer, Clock, PartitionTracker]:
+def make(max_items: int = 3) -> tuple[Coalescer, Clock, PartitionTracker]:
     clock = Clock()
     rules = {"v": merge_fields, "p": last_write_wins}
-    return Coalescer(rules, max_items, linger_s, clock), clock, PartitionTracker("t", 0)
+    return Coalescer(rules, max_items, clock), clock, PartitionTracker("t", 0)
 
 
 def src(tracker: PartitionTracker, offset: int) -> Source:
@@ -26,31 +26,22 @@ def src(tracker: PartitionTracker, offset: int) -> Source:
 
 
 def test_batch_size_is_capped_at_500_whatever_the_setting() -> None:
-    c = Coalescer({}, 10_000, 1.0, Clock())
+    c = Coalescer({}, 10_000, Clock())
     assert c.max_items == MAX_BATCH_ITEMS
 
 
-def test_full_bucket_waits_for_a_token_and_keeps_merging_meanwhile() -> None:
-    c, clock, t = make(max_items=3)
+def test_take_is_oldest_first_and_at_most_max_items_and_merging_goes_on_until_then() -> None:
+    c, clock, t = make(max_items=2)
     for i in range(3):
+        clock.now += 1
         c.add("acct", "v", f"sku{i}", {"sku": f"sku{i}", "price": i}, src(t, i))
+    c.add("acct", "v", "sku0", {"sku": "sku0", "quantity": 4}, src(t, 3))
     bucket = next(iter(c))
-    assert not c.due(bucket, clock.now, token_free=False)
-    c.add("acct", "v", "sku0", {"sku": "sku0", "quantity": 4}, src(t, 3))  # still mergeable
-    assert c.due(bucket, clock.now, token_free=True)
-    assert c.take(bucket)[0].payload == {"sku": "sku0", "price": 0, "quantity": 4}
-
-
-def test_partial_bucket_waits_for_linger_and_a_free_token() -> None:
-    c, clock, t = make(max_items=3, linger_s=1.0)
-    c.add("acct", "v", "a", {"sku": "a", "price": 1}, src(t, 0))
-    bucket = next(iter(c))
-    assert not c.due(bucket, clock.now, token_free=True)  # linger not expired
-    assert c.next_deadline(bucket) == 101.0
-    clock.now = 101.0
-    assert not c.due(bucket, clock.now, token_free=False)  # keep filling while throttled
-    assert c.due(bucket, clock.now, token_free=True)
-    assert c.due(bucket, 100.5, token_free=False, draining=True)  # shutdown flushes all
+    assert bucket.oldest() == 101.0
+    batch = c.take(bucket)
+    assert [p.key for p in batch] == ["sku0", "sku1"]
+    assert batch[0].payload == {"sku": "sku0", "price": 0, "quantity": 4}
+    assert list(bucket.items) == ["sku2"] and c.size == 1
 
 
 def test_field_merge_keeps_every_field_and_every_source() -> None:
@@ -63,7 +54,7 @@ def test_field_merge_keeps_every_field_and_every_source() -> None:
     assert pending.payload == {"sku": "a", "price": 2.0, "quantity": 5}
     assert [s.offset for s in pending.sources] == [0, 1, 2]
     assert pending.superseded == []
-    assert c.size == 0 and bucket.in_flight
+    assert c.size == 0
 
 
 def test_last_write_wins_marks_older_messages_superseded() -> None:
@@ -89,17 +80,6 @@ def test_buckets_are_per_account_and_operation() -> None:
     assert c.size == 3
 
 
-def test_in_flight_bucket_is_never_due_so_keys_stay_in_order() -> None:
-    c, clock, t = make(max_items=1)
-    c.add("acct", "v", "a", {"sku": "a", "price": 1}, src(t, 0))
-    bucket = next(iter(c))
-    c.take(bucket)
-    c.add("acct", "v", "a", {"sku": "a", "price": 2}, src(t, 1))
-    assert not c.due(bucket, clock.now + 10, token_free=True)
-    bucket.in_flight = False
-    assert c.due(bucket, clock.now + 10, token_free=True)
-
-
 def test_requeue_puts_a_failed_batch_first_and_merges_newer_arrivals() -> None:
     c, _clock, t = make(max_items=10)
     c.add("acct", "v", "a", {"sku": "a", "price": 1}, src(t, 0))
@@ -113,15 +93,6 @@ def test_requeue_puts_a_failed_batch_first_and_merges_newer_arrivals() -> None:
     assert bucket.items["a"].payload == {"sku": "a", "price": 1, "quantity": 9}
     assert [s.offset for s in bucket.items["a"].sources] == [0, 3]
     assert c.size == 3
-
-
-def test_backoff_holds_a_bucket() -> None:
-    c, clock, t = make(max_items=1)
-    c.add("acct", "v", "a", {"sku": "a"}, src(t, 0))
-    bucket = next(iter(c))
-    bucket.not_before = clock.now + 5
-    assert not c.due(bucket, clock.now, token_free=True)
-    assert c.due(bucket, clock.now + 5, token_free=True)
 
 
 def test_dropping_revoked_partitions() -> None:

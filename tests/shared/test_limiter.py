@@ -8,6 +8,7 @@ import time
 import pytest
 
 from shared.limiter import FailoverLimiter, LocalLimiter, RateFeedback, RatePolicy, bucket_id
+from shared.m2e.client import Credentials
 
 
 def test_policy_interval_includes_safety_and_server_limit() -> None:
@@ -33,7 +34,7 @@ def test_bucket_id_hides_the_token() -> None:
 
 
 async def test_local_limiter_spaces_requests_evenly() -> None:
-    limiter = LocalLimiter(RatePolicy(20, 1.0, safety=0.0), bucket_of=lambda a: a)
+    limiter = LocalLimiter(RatePolicy(20, 1.0, safety=0.0))
     started = time.monotonic()
     for _ in range(6):
         await limiter.acquire("acct")
@@ -42,16 +43,17 @@ async def test_local_limiter_spaces_requests_evenly() -> None:
 
 
 async def test_accounts_sharing_an_access_token_share_a_bucket() -> None:
-    tokens = {"a1": "tok", "a2": "tok", "b": "other"}
-    limiter = LocalLimiter(RatePolicy(1, 60.0), bucket_of=lambda a: bucket_id(tokens[a]))
-    await limiter.acquire("a1")
-    assert await limiter.ready_in("a2") > 0
-    assert await limiter.ready_in("b") == 0.0
+    creds = Credentials({"a1": "tok", "a2": "tok", "b": "other"})
+    limiter = LocalLimiter(RatePolicy(1, 60.0))
+    await limiter.acquire(creds.lookup("a1")[1])
+    assert await limiter.ready_in(creds.lookup("a2")[1]) > 0
+    assert await limiter.ready_in(creds.lookup("b")[1]) == 0.0
+    assert creds.lookup("a1")[1] == bucket_id("tok")
 
 
 async def test_server_pause_and_lower_limit() -> None:
     now = [1000.0]
-    limiter = LocalLimiter(RatePolicy(100, 60.0), bucket_of=lambda a: a, clock=lambda: now[0])
+    limiter = LocalLimiter(RatePolicy(100, 60.0), clock=lambda: now[0])
     await limiter.feedback("acct", RateFeedback(limit=100, remaining=0, retry_at=1003.0))
     assert await limiter.ready_in("acct") == pytest.approx(3.0)
     now[0] = 1003.5
@@ -61,9 +63,7 @@ async def test_server_pause_and_lower_limit() -> None:
 
 
 async def test_pause_is_capped_against_clock_skew() -> None:
-    limiter = LocalLimiter(
-        RatePolicy(100, 60.0, max_pause_s=5), bucket_of=lambda a: a, clock=lambda: 0.0
-    )
+    limiter = LocalLimiter(RatePolicy(100, 60.0, max_pause_s=5), clock=lambda: 0.0)
     await limiter.feedback("acct", RateFeedback(throttled=True, retry_at=10_000.0))
     assert await limiter.ready_in("acct") == 5.0
 
@@ -101,7 +101,7 @@ async def test_failover_degrades_and_recovers() -> None:
     now = [0.0]
     changes: list[bool] = []
     redis = BrokenRedis()
-    local = LocalLimiter(RatePolicy(1000, 1.0), bucket_of=lambda a: a)
+    local = LocalLimiter(RatePolicy(1000, 1.0))
     limiter = FailoverLimiter(redis, local, changes.append, retry_s=5.0, clock=lambda: now[0])  # type: ignore[arg-type]
     await limiter.acquire("acct")
     assert limiter.degraded and changes == [True]
@@ -117,7 +117,7 @@ async def test_failover_degrades_and_recovers() -> None:
 async def test_local_limiter_says_what_is_left_of_the_interval() -> None:
     # The scheduler sleeps this long before it flushes: a whole interval each time would
     # leave a slice of the budget unused (found by bench/paced.py: 1.6 of 2 requests/s).
-    limiter = LocalLimiter(RatePolicy(5, 1.0, jitter_s=0.0), bucket_of=lambda a: a)
+    limiter = LocalLimiter(RatePolicy(5, 1.0, jitter_s=0.0))
     assert await limiter.ready_in("acct") == 0.0
     await limiter.acquire("acct")
     first = await limiter.ready_in("acct")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from shared.results import ErrorInfo, ResultRecord, ResultTemplate, SourceRef, dlq_headers
+from shared.results import ErrorInfo, ResultTemplate, SourceRef, dlq_headers, keyed_result
+
+ResultRecord = keyed_result("sku")  # as variant-sync's results
 
 
 def test_template_renders_what_the_model_would() -> None:
@@ -73,15 +75,20 @@ def test_a_dead_letter_near_the_broker_limit_is_cut_to_fit_and_says_so() -> None
 
 
 def test_results_clip_hostile_keys_and_messages() -> None:
-    from shared.results import ErrorInfo, ResultRecord, SourceRef
-
     result = ResultRecord(
         status="failed",
         account_token=None,
         operation="decode",
         error=ErrorInfo(code="KeyMismatch", message="m" * 50_000),
         source=SourceRef(topic="t", partition=0, offset=1),
+        sku="s" * 1_000_000,
     )
-    result.sku = "s" * 1_000_000  # the worker sets the key field after construction
     assert len(result.model_dump_json()) < 5000
-    assert result.sku is not None and result.sku.endswith("[998976 more characters]")
+    sku = result.model_dump()["sku"]
+    assert sku.endswith("[998976 more characters]")
+
+
+def test_each_service_names_its_entity_in_a_field_of_its_own() -> None:
+    order = keyed_result("order_id")
+    assert "order_id" in order.model_fields and "sku" not in order.model_fields
+    assert keyed_result("order_id") is order  # built once per field

@@ -1,0 +1,104 @@
+"""What every API request passes before its endpoint: auth, injected faults, the rate limit.
+
+In order: auth (`access-token` header) → injected faults (latency, reset, timeout,
+throttle) → the per-access-token rate limit → injected 500s → the endpoint. Responses
+past auth carry `X-RateLimit-Limit/-Remaining/-Retry-After`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from m2e_sandbox.api import API_BASE
+from m2e_sandbox.faults import Fault
+from m2e_sandbox.state import ITEMS, USER, sandbox_of
+from m2e_sandbox.validation import BadRequest, api_error, error_response, rate_headers
+
+THROTTLE_FAULT_RETRY_S = 1.0  # Retry-After of an injected 429
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Abort(Exception):
+    """The connection was reset or dropped on purpose: send nothing."""
+
+
+async def _abort_connection(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: the peer sees a reset, not a clean close
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    raise _Abort
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(API_BASE + "/"):
+        return await handler(request)
+    sandbox = sandbox_of(request)
+    route = f"{request.method} {request.path[len(API_BASE) :]}"
+    token = request.headers.get("access-token")
+    user = sandbox.users.get(token) if token else None
+    if user is None:
+        sandbox.stats.record(sandbox.clock(), None, route, 401, 0)
+        return error_response(401, [api_error("unauthorized", "Unauthorized")])
+    request[USER] = user
+    name = user.config.name
+    faults = sandbox.faults
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    fault = sandbox.dice.roll(user.config.access_token, route)
+    if fault is Fault.RESET:
+        sandbox.stats.record(sandbox.clock(), name, route, 0, 0)
+        await _abort_connection(request)
+    if fault is Fault.TIMEOUT:
+        sandbox.stats.record(sandbox.clock(), name, route, 0, 0)
+        await asyncio.sleep(faults.timeout_hold_s)
+        await _abort_connection(request)
+    if fault is Fault.THROTTLE:
+        headers = rate_headers(
+            sandbox.limiter.peek(user.config.access_token),
+            retry_at=sandbox.clock() + THROTTLE_FAULT_RETRY_S,
+        )
+        sandbox.stats.record(sandbox.clock(), name, route, 429, 0)
+        return web.json_response(
+            [api_error("too_many_requests", "Too many requests.")], status=429, headers=headers
+        )
+    decision = sandbox.limiter.hit(user.config.access_token)
+    headers = rate_headers(decision)
+    if not decision.allowed:
+        sandbox.stats.record(sandbox.clock(), name, route, 429, 0)
+        return web.json_response(
+            [api_error("too_many_requests", "Too many requests.")], status=429, headers=headers
+        )
+    if fault is Fault.ERROR:
+        sandbox.stats.record(sandbox.clock(), name, route, 500, 0, decision.window_start)
+        return web.json_response(
+            [api_error("internal_error", "Internal server error.")], status=500, headers=headers
+        )
+    try:
+        response = await handler(request)
+    except BadRequest as exc:
+        response = error_response(exc.status, exc.errors)
+    except web.HTTPException as exc:  # unknown path, wrong method
+        response = error_response(exc.status, [api_error(str(exc.status), exc.reason)])
+    response.headers.update(headers)
+    sandbox.stats.record(
+        sandbox.clock(), name, route, response.status, request.get(ITEMS, 0), decision.window_start
+    )
+    return response
+
+
+@web.middleware
+async def abort_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _Abort:
+        # The transport is gone; aiohttp must not try to answer.
+        raise asyncio.CancelledError from None

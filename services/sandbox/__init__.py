@@ -1,6 +1,0 @@
-"""The M2E sandbox: a stateful simulator of the Sales Channels API v4."""
-
-from services.sandbox.app import API_BASE, Sandbox, create_app
-from services.sandbox.config import SandboxConfig, load_config
-
-__all__ = ["API_BASE", "Sandbox", "SandboxConfig", "create_app", "load_config"]

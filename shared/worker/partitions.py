@@ -1,0 +1,45 @@
+"""The partitions a worker owns: a commit tracker each, and what their assignment said.
+
+A tracker is made at a partition's first record. `hold_until` is the partition's end
+offset at assignment: until the consumer reaches it, the worker is re-reading messages
+a crashed owner may already have sent, and the scheduler holds their items so older
+updates merge with their newer successors instead of overwriting them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiokafka import TopicPartition
+
+from shared.offsets import PartitionTracker
+
+
+class Partitions:
+    def __init__(self) -> None:
+        self.trackers: dict[TopicPartition, PartitionTracker] = {}
+        self.assigned_ends: dict[TopicPartition, int] = {}  # end offsets at assignment
+        self.revoking: set[PartitionTracker] = set()
+
+    def tracker(self, tp: TopicPartition) -> PartitionTracker:
+        tracker = self.trackers.get(tp)
+        if tracker is None:
+            tracker = self.trackers[tp] = PartitionTracker(tp.topic, tp.partition)
+            tracker.hold_until = self.assigned_ends.pop(tp, None)
+        return tracker
+
+    def owned(self, tps: Iterable[TopicPartition]) -> set[PartitionTracker]:
+        return {self.trackers[tp] for tp in tps if tp in self.trackers}
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in tps:
+            self.trackers.pop(tp, None)
+
+    @property
+    def unsettled(self) -> int:
+        """Messages consumed from owned partitions whose results are not published yet."""
+        return sum(t.pending for t in self.trackers.values())
+
+    @property
+    def catching_up(self) -> bool:
+        return any(t.hold_until is not None for t in self.trackers.values())

@@ -1,0 +1,189 @@
+"""The scheduler: the one place that decides when a bucket's batch is sent, and sends it.
+
+The flush rule, whole: a bucket with items and no batch in flight, past any back-off,
+is sent
+
+- at once while draining (shutdown) or when it holds items of a partition being revoked;
+- otherwise when it is full (`max_items`) or its oldest item has waited `linger_s`, its
+  items are not held (a partition still catching up after an assignment), *and* the
+  account's budget has a token free. Until it has one, the batch keeps filling and
+  merging instead of being sent half full.
+
+A bucket has at most one batch in flight, so two events for one key never reach the API
+out of order. Each send runs in a task of its own: a throttled or failing account never
+holds up another. A batch that fails transiently, or whose account answers 401, is put
+back unsettled and its bucket backs off: nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+
+from shared.coalescer import Bucket, BucketKey, Pending
+from shared.m2e.client import M2EClient, TransientFailure, Unauthorized, UnknownAccount
+from shared.worker.context import Context
+from shared.worker.settle import Settler
+
+log = logging.getLogger("m2e_sync.worker")
+
+IDLE_WAKE_S = 1.0  # look again at least this often, to keep the gauges fresh
+
+
+class Scheduler:
+    def __init__(self, ctx: Context, client: M2EClient, settler: Settler) -> None:
+        self._ctx = ctx
+        self._client = client
+        self._settler = settler
+        self.linger_s = ctx.settings.batch_linger_ms / 1000
+        self.flushes: set[asyncio.Task[None]] = set()
+        self._in_flight: set[BucketKey] = set()
+        self._not_before: dict[BucketKey, float] = {}  # back-off after a failure or a 401
+        self._failures: dict[BucketKey, int] = {}  # consecutive failed sends
+        self._ready_at: dict[str, float] = {}  # account → when its budget expects a token
+        self.draining = False  # flush everything, linger or not
+        self.closed = False  # the loop ends
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered and nothing in flight."""
+        return not (self._ctx.coalescer.size or self.flushes)
+
+    async def run(self) -> None:
+        while not self.closed:
+            self._ctx.signals.wake.clear()
+            now = self._ctx.clock()
+            wake_at = now + IDLE_WAKE_S
+            for bucket in list(self._ctx.coalescer):
+                wake_at = min(wake_at, await self._consider(bucket, now))
+            self._gauges(now)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.001, wake_at - self._ctx.clock())):
+                    await self._ctx.signals.wake.wait()
+
+    async def _consider(self, bucket: Bucket, now: float) -> float:
+        """Send the bucket's next batch if it is due; else say when to look again."""
+        key = bucket.key
+        if not bucket.items or key in self._in_flight:
+            return math.inf  # woken when items arrive or the batch ends
+        not_before = self._not_before.get(key, 0.0)
+        if now < not_before:
+            return not_before
+        if not (self.draining or self._holds_revoking(bucket)):
+            lingered_at = self._oldest(bucket) + self.linger_s
+            if len(bucket) < self._ctx.coalescer.max_items and now < lingered_at:
+                return lingered_at
+            if self._held(bucket):
+                return math.inf  # woken when its partition catches up
+            ready_at = await self._token_at(key.account_token, now)
+            if ready_at > now:
+                return ready_at
+        self._launch(bucket)
+        return math.inf
+
+    @staticmethod
+    def _oldest(bucket: Bucket) -> float:
+        oldest = bucket.oldest()
+        return math.inf if oldest is None else oldest
+
+    async def _token_at(self, account: str, now: float) -> float:
+        """When the account's budget has a token (`now`: free now). Remembered, so a busy
+        account is not asked again before then."""
+        ready_at = self._ready_at.get(account, 0.0)
+        if ready_at > now:
+            return ready_at
+        try:
+            wait = await self._client.ready_in(account)
+        except UnknownAccount:
+            return now  # the send fails it with the reason
+        if wait > 0:
+            self._ready_at[account] = now + wait
+            return now + wait
+        return now
+
+    def _held(self, bucket: Bucket) -> bool:
+        """Items of partitions still catching up after an assignment wait (within the
+        memory bound) so that re-read older updates merge with their newer successors."""
+        partitions = self._ctx.partitions
+        if not partitions.catching_up:
+            return False
+        if partitions.unsettled >= self._ctx.settings.max_pending_items:
+            return False
+        return any(p.sources[0].tracker.hold_until is not None for p in bucket.items.values())
+
+    def _holds_revoking(self, bucket: Bucket) -> bool:
+        revoking = self._ctx.partitions.revoking
+        return bool(revoking) and any(
+            p.sources[0].tracker in revoking for p in bucket.items.values()
+        )
+
+    def _gauges(self, now: float) -> None:
+        self._ctx.metrics.pending.labels(self._ctx.label).set(self._ctx.partitions.unsettled)
+        oldest = min(
+            (o for b in self._ctx.coalescer if (o := b.oldest()) is not None), default=None
+        )
+        self._ctx.metrics.oldest_pending.labels(self._ctx.label).set(
+            0.0 if oldest is None else now - oldest
+        )
+
+    def _launch(self, bucket: Bucket) -> None:
+        self._in_flight.add(bucket.key)
+        batch = self._ctx.coalescer.take(bucket)
+        task = asyncio.create_task(self._flush(bucket, batch))
+        self.flushes.add(task)
+        task.add_done_callback(self.flushes.discard)
+
+    async def _flush(self, bucket: Bucket, batch: list[Pending]) -> None:
+        account, operation = bucket.key.account_token, bucket.key.operation
+        self._ctx.metrics.batch_size.labels(self._ctx.label, operation).observe(len(batch))
+        for pending in batch:
+            pending.attempts += 1
+        try:
+            outcomes = await self._ctx.service.send(
+                self._client, account, operation, [p.payload for p in batch]
+            )
+        except Unauthorized:
+            self._ctx.metrics.auth_failures.labels(self._ctx.label, account).inc()
+            log.error(
+                "M2E answered 401 for account %s: pausing it for %.0fs; its messages "
+                "stay uncommitted",
+                account,
+                self._ctx.settings.auth_backoff_s,
+            )
+            self._give_back(bucket, batch, self._ctx.settings.auth_backoff_s)
+            return
+        except TransientFailure as exc:
+            self._give_back(bucket, batch, self._backoff(bucket.key))
+            log.warning("batch of %d for account %s given back: %s", len(batch), account, exc)
+            return
+        except asyncio.CancelledError:
+            self._give_back(bucket, batch, 0.0)
+            raise
+        except Exception:
+            log.exception("unexpected error sending a batch for account %s", account)
+            self._give_back(bucket, batch, self._backoff(bucket.key))
+            return
+        finally:
+            self._in_flight.discard(bucket.key)
+            self._ctx.signals.wake.set()
+            self._ctx.signals.progress.set()
+        self._failures.pop(bucket.key, None)
+        if len(outcomes) != len(batch):
+            raise RuntimeError(
+                f"{self._ctx.service.name}.send returned {len(outcomes)} outcomes for {len(batch)} items"
+            )
+        records, sources = self._settler.results(account, operation, batch, outcomes)
+        await self._settler.settle(records, sources)
+        self._settler.succeeded()
+
+    def _give_back(self, bucket: Bucket, batch: list[Pending], backoff_s: float) -> None:
+        self._ctx.coalescer.requeue(bucket, batch)
+        self._not_before[bucket.key] = self._ctx.clock() + backoff_s
+
+    def _backoff(self, key: BucketKey) -> float:
+        n = self._failures[key] = self._failures.get(key, 0) + 1
+        cap = self._ctx.settings.failure_backoff_cap_s
+        return float(min(cap, 0.5 * 2.0 ** (n - 1)) * (0.5 + random.random() / 2))

@@ -1,0 +1,172 @@
+"""The Worker: one input topic, consumed with a loop of our own, its parts wired together.
+
+    worker = Worker(service, settings, client, publisher, metrics)
+    await worker.start()      # consumer joins the group; poll, schedule, commit tasks run
+    await worker.stop()       # flush, publish, commit within SHUTDOWN_GRACE_S, then leave
+
+The parts, each in a module of its own:
+
+- `consume.Poller`: poll → decode → coalesce, backpressure;
+- `scheduler.Scheduler`: the flush rule, the sends, give-back and back-off;
+- `settle.Settler`: result and dead-letter records, publish, mark done;
+- `commits.Committer` and `commits.Rebalance`: per-partition commits, revocation and
+  assignment;
+- `partitions.Partitions`: the owned partitions' trackers; `signals.Signals`: how the
+  tasks wake each other.
+
+FastStream's batch subscriber can neither linger across polls nor commit per partition
+only what is done, so the consume loop is ours (aiokafka, auto-commit off,
+`read_committed`; a new group starts from the earliest offset). aiokafka does not call
+`on_partitions_revoked` on `stop()`, so `stop` flushes and commits itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer
+
+from shared.clock import Clock
+from shared.coalescer import Coalescer
+from shared.config import WorkerSettings
+from shared.m2e.client import M2EClient
+from shared.metrics import Metrics
+from shared.results import Publisher
+from shared.service import Service
+from shared.worker.commits import Committer, Rebalance
+from shared.worker.consume import Poller
+from shared.worker.context import Context
+from shared.worker.partitions import Partitions
+from shared.worker.scheduler import Scheduler
+from shared.worker.settle import Settler
+from shared.worker.signals import Signals
+
+log = logging.getLogger("m2e_sync.worker")
+
+STALL_S = 30.0  # a poll loop silent this long is not alive (/healthz)
+
+
+class Worker:
+    def __init__(
+        self,
+        service: Service,
+        settings: WorkerSettings,
+        client: M2EClient,
+        publisher: Publisher,
+        metrics: Metrics,
+        *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.client = client
+        self.publisher = publisher
+        self.metrics = metrics
+        self.clock = clock
+        self.input_topic = settings.kafka_input_topic or service.input_topic
+        self.consumer: AIOKafkaConsumer | None = None
+        self.partitions = Partitions()
+        self.signals = Signals(clock)
+        self.coalescer = Coalescer(dict(service.merge_rules), settings.batch_max_items, clock)
+        ctx = Context(
+            service, settings, metrics, clock, self.partitions, self.coalescer, self.signals
+        )
+        self.settler = Settler(ctx, self.input_topic, publisher)
+        self.scheduler = Scheduler(ctx, client, self.settler)
+        self.poller = Poller(ctx, self.settler)
+        self.committer = Committer(ctx, lambda: self.consumer)
+        self.rebalance = Rebalance(ctx, self.committer, lambda: self.consumer)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def results_topic(self) -> str:
+        return self.settler.results_topic
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.settler.dlq_topic
+
+    def _make_consumer(self) -> AIOKafkaConsumer:
+        s = self.settings
+        return AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            group_id=s.group_id(self.service.name),
+            group_instance_id=s.kafka_group_instance_id,
+            client_id=f"m2e-sync.{self.service.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a new group starts from the beginning
+            isolation_level="read_committed",
+            session_timeout_ms=s.kafka_session_timeout_ms,
+            max_partition_fetch_bytes=4 << 20,
+            fetch_max_bytes=32 << 20,
+            **s.kafka_security(),
+        )
+
+    async def start(self) -> None:
+        await self.service.start()
+        await self.publisher.start()
+        self.consumer = self._make_consumer()
+        self.consumer.subscribe([self.input_topic], listener=self.rebalance)
+        await self.consumer.start()
+        self._tasks = [
+            asyncio.create_task(self.poller.run(self.consumer), name="poll"),
+            asyncio.create_task(self.scheduler.run(), name="schedule"),
+            asyncio.create_task(
+                self.committer.run(self.settings.commit_interval_ms / 1000), name="commit"
+            ),
+        ]
+        log.info(
+            "worker started",
+            extra={"service": self.service.name, "topic": self.input_topic},
+        )
+
+    async def stop(self) -> None:
+        """Flush, publish and commit everything, then leave; bounded by the grace period."""
+        if self.consumer is None:
+            return
+        self.poller.stopping = True
+        deadline = self.clock() + self.settings.shutdown_grace_s
+        if self._tasks:  # let the poll loop finish its current getmany
+            poll = self._tasks[0]
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(poll), timeout=max(0.1, deadline - self.clock())
+                )
+            except TimeoutError:
+                poll.cancel()
+        scheduler = self.scheduler
+        scheduler.draining = True
+        self.signals.wake.set()
+        await self.signals.wait_until(lambda: scheduler.idle, deadline)
+        unsettled = self.coalescer.size + self.unsettled
+        await self.committer.commit()
+        scheduler.closed = self.committer.closed = True
+        self.signals.wake.set()
+        flushes = list(scheduler.flushes)
+        for task in self._tasks + flushes:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *flushes, return_exceptions=True)
+        await self.consumer.stop()
+        await self.publisher.stop()
+        await self.service.stop()
+        self.consumer = None
+        log.info("worker stopped", extra={"service": self.service.name, "unsettled": unsettled})
+
+    @property
+    def unsettled(self) -> int:
+        """Messages consumed from owned partitions whose results are not published yet."""
+        return self.partitions.unsettled
+
+    @property
+    def started(self) -> bool:
+        return bool(self._tasks)
+
+    @property
+    def alive(self) -> bool:
+        return self.clock() - self.poller.last_poll < STALL_S
+
+    @property
+    def ready(self) -> bool:
+        return self.consumer is not None and bool(self.consumer.assignment())

@@ -1,0 +1,89 @@
+"""A Worker over variant-sync with no broker: a recording publisher, a budget set by hand,
+and a clock moved by hand."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from aiokafka import ConsumerRecord, TopicPartition
+
+from services.variant_sync import VariantSync
+from shared.config import load_settings
+from shared.limiter import RateFeedback
+from shared.m2e.client import Credentials, M2EClient
+from shared.metrics import Metrics
+from shared.results import Publisher
+from shared.worker import Worker
+
+ACCT = "6f1c2d3e-0001-4a5b-8c9d-000000000001"
+TP = TopicPartition("variant-updates", 0)
+
+
+class NullPublisher(Publisher):
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    async def publish(self, records: Any) -> None:
+        self.published += records
+
+
+class HandBudget:
+    """A limiter whose next token is `wait` seconds away; it counts what is taken."""
+
+    def __init__(self) -> None:
+        self.wait = 0.0
+        self.taken = 0
+        self.asked: list[str] = []
+
+    async def acquire(self, bucket: str) -> float:
+        self.taken += 1
+        return 0.0
+
+    async def ready_in(self, bucket: str) -> float:
+        self.asked.append(bucket)
+        return self.wait
+
+    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class HandClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record(
+    offset: int, sku: str, price: float, tp: TopicPartition = TP
+) -> ConsumerRecord[bytes, bytes]:
+    value = json.dumps({"account_token": ACCT, "sku": sku, "price": price}).encode()
+    return ConsumerRecord(
+        tp.topic, tp.partition, offset, 0, 0, sku.encode(), value, None, len(sku), len(value), []
+    )
+
+
+def worker(
+    budget: HandBudget | None = None, clock: HandClock | None = None, **settings: Any
+) -> Worker:
+    s = load_settings(**{"batch_max_items": 2, **settings})
+    client = M2EClient(
+        "http://x",
+        Credentials({ACCT: "t"}),
+        budget or HandBudget(),
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json={})),
+    )
+    return Worker(
+        VariantSync({ACCT}),
+        s,
+        client,
+        NullPublisher(),
+        Metrics("variant-sync"),
+        clock=clock or HandClock(),
+    )

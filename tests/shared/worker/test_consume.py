@@ -1,0 +1,51 @@
+"""The poll side without a broker: decoding, invalid messages, backpressure."""
+
+from __future__ import annotations
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from .helpers import TP, NullPublisher, record, worker
+
+
+async def test_invalid_messages_are_settled_at_once() -> None:
+    w = worker()
+    bad = ConsumerRecord(TP.topic, 0, 0, 0, 0, b"A", b"{oops", None, 1, 5, [])
+    await w.poller.ingest({TP: [bad]})
+    publisher = w.publisher
+    assert isinstance(publisher, NullPublisher)
+    assert [r.topic for r in publisher.published] == [
+        "variant-updates.dlq",
+        "variant-updates.results",
+    ]
+    assert w.partitions.trackers[TP].committable() == 1
+
+
+class RecordingConsumer:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.calls.append(("pause", len(tps)))
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.calls.append(("resume", len(tps)))
+
+
+async def test_fetching_pauses_above_the_bound_and_resumes_below_half() -> None:
+    w = worker(max_pending_items=4)
+    consumer = RecordingConsumer()
+    await w.poller.ingest({TP: [record(i, f"S{i}", 1.0) for i in range(4)]})
+    w.poller._backpressure(consumer)  # type: ignore[arg-type]
+    assert consumer.calls == [("pause", 1)]
+    assert w.metrics.paused.labels("variant-sync")._value.get() == 1
+    tracker = w.partitions.trackers[TP]
+    tracker.done(0)
+    w.poller._backpressure(consumer)  # type: ignore[arg-type]
+    assert consumer.calls == [("pause", 1)]  # 3 unsettled: still above half of the bound
+    tracker.done(1)
+    w.poller._backpressure(consumer)  # type: ignore[arg-type]
+    assert consumer.calls == [("pause", 1), ("resume", 1)]
+    assert w.metrics.paused.labels("variant-sync")._value.get() == 0

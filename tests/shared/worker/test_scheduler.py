@@ -1,0 +1,117 @@
+"""The flush rule, whole, with a clock and a budget moved by hand (no sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from shared.coalescer import Bucket
+from shared.worker import Worker
+
+from .helpers import TP, HandBudget, HandClock, record, worker
+
+
+def setup(**settings: object) -> tuple[Worker, HandBudget, HandClock]:
+    budget, clock = HandBudget(), HandClock()
+    return worker(budget, clock, **{"batch_linger_ms": 1000, **settings}), budget, clock
+
+
+def only_bucket(w: Worker) -> Bucket:
+    [bucket] = list(w.coalescer)
+    return bucket
+
+
+def in_flight(w: Worker, bucket: Bucket) -> bool:
+    return bucket.key in w.scheduler._in_flight
+
+
+async def test_full_bucket_waits_for_a_token_and_keeps_merging_meanwhile() -> None:
+    w, budget, clock = setup(batch_max_items=2)
+    await w.poller.ingest({TP: [record(0, "A", 1.0), record(1, "B", 1.0)]})
+    bucket = only_bucket(w)
+    budget.wait = 3.0
+    assert await w.scheduler._consider(bucket, clock.now) == clock.now + 3.0
+    assert not in_flight(w, bucket)
+    await w.poller.ingest({TP: [record(2, "A", 2.0)]})  # merges into the waiting batch
+    assert bucket.items["A"].payload["price"] == 2.0
+    assert await w.scheduler._consider(bucket, clock.now + 1) == clock.now + 3.0  # remembered
+    budget.wait = 0.0
+    await w.scheduler._consider(bucket, clock.now + 3.0)
+    assert in_flight(w, bucket) and not bucket.items
+
+
+async def test_partial_bucket_waits_for_linger_then_a_free_token() -> None:
+    w, budget, clock = setup(batch_max_items=3)
+    await w.poller.ingest({TP: [record(0, "A", 1.0)]})
+    bucket = only_bucket(w)
+    assert await w.scheduler._consider(bucket, clock.now) == clock.now + 1.0  # linger
+    assert budget.asked == []  # not due: the budget is not even asked
+    budget.wait = 0.5
+    assert await w.scheduler._consider(bucket, clock.now + 1.0) == clock.now + 1.5
+    budget.wait = 0.0
+    w.scheduler._ready_at.clear()
+    await w.scheduler._consider(bucket, clock.now + 1.0)
+    assert in_flight(w, bucket)
+
+
+async def test_draining_sends_at_once_without_asking_the_budget() -> None:
+    w, budget, clock = setup(batch_max_items=3)
+    await w.poller.ingest({TP: [record(0, "A", 1.0)]})
+    budget.wait = 30.0
+    w.scheduler.draining = True
+    await w.scheduler._consider(only_bucket(w), clock.now)
+    assert in_flight(w, only_bucket(w)) and budget.asked == []
+
+
+async def test_in_flight_bucket_is_never_due_so_keys_stay_in_order() -> None:
+    w, _budget, clock = setup(batch_max_items=1)
+    await w.poller.ingest({TP: [record(0, "A", 1.0)]})
+    bucket = only_bucket(w)
+    await w.scheduler._consider(bucket, clock.now)
+    await w.poller.ingest({TP: [record(1, "A", 2.0)]})
+    assert await w.scheduler._consider(bucket, clock.now + 10) == math.inf
+    assert bucket.items["A"].payload["price"] == 2.0
+    await asyncio.gather(*w.scheduler.flushes)  # the first batch ends, settled
+    assert not in_flight(w, bucket)
+    await w.scheduler._consider(bucket, clock.now + 10)
+    assert in_flight(w, bucket)
+
+
+async def test_backoff_holds_a_bucket() -> None:
+    w, _budget, clock = setup(batch_max_items=1)
+    await w.poller.ingest({TP: [record(0, "A", 1.0)]})
+    bucket = only_bucket(w)
+    w.scheduler._not_before[bucket.key] = clock.now + 5
+    assert await w.scheduler._consider(bucket, clock.now) == clock.now + 5
+    assert not in_flight(w, bucket)
+    await w.scheduler._consider(bucket, clock.now + 5)
+    assert in_flight(w, bucket)
+
+
+async def test_items_of_a_partition_catching_up_are_held_until_it_caught_up() -> None:
+    w, _budget, clock = setup()
+    w.partitions.assigned_ends[TP] = 4  # the partition held offsets 0..3 when it was assigned
+    await w.poller.ingest({TP: [record(0, "A", 1.0), record(1, "B", 1.0)]})
+    bucket = only_bucket(w)
+    assert len(bucket) == 2 and w.scheduler._held(bucket)  # full, but older values may come
+    assert await w.scheduler._consider(bucket, clock.now) == math.inf
+    await w.poller.ingest({TP: [record(2, "A", 2.0), record(3, "B", 3.0)]})
+    assert not w.scheduler._held(bucket)
+    assert {k: p.payload["price"] for k, p in bucket.items.items()} == {"A": 2.0, "B": 3.0}
+
+
+async def test_the_memory_bound_wins_over_a_hold() -> None:
+    w, _budget, _clock = setup(max_pending_items=2)
+    w.partitions.assigned_ends[TP] = 100
+    await w.poller.ingest({TP: [record(0, "A", 1.0), record(1, "B", 1.0)]})
+    assert not w.scheduler._held(only_bucket(w))
+
+
+async def test_a_sent_batch_takes_one_token_from_the_client_not_the_scheduler() -> None:
+    """One owner of the budget: the scheduler only asks; the client takes per request."""
+    w, budget, clock = setup(batch_max_items=2)
+    await w.poller.ingest({TP: [record(0, "A", 1.0), record(1, "B", 1.0)]})
+    await w.scheduler._consider(only_bucket(w), clock.now)
+    await asyncio.gather(*w.scheduler.flushes)
+    assert budget.taken == 1 and len(budget.asked) == 1
+    assert w.partitions.trackers[TP].committable() == 2
