@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +322,32 @@ def worker_settings(bootstrap: str, base_url: str, topic: str, tmp: Path, **over
     }
     values.update(overrides)
     return load_settings(spec.settings if spec is not None else None, **values)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One test's input topic (with its results and DLQ), a consumer group of its own and
+    the sandbox's credentials: what every worker of the test is given."""
+
+    bootstrap: str
+    base_url: str
+    topic: str
+    creds: Path
+    group: str = field(default_factory=lambda: f"it-{uuid.uuid4().hex[:8]}")
+
+    def env(self, **extra: Any) -> dict[str, str]:
+        """The environment of a worker process of this run."""
+        return worker_env(
+            self.bootstrap, self.base_url, self.topic, self.group, self.creds, **extra
+        )
+
+
+async def new_run(
+    bootstrap: str, sandbox: SandboxServer, tmp: Path, base: str, partitions: int = 4
+) -> Run:
+    """A new topic named after `base` (results and DLQ too) against `sandbox`."""
+    topic = await create_topics(bootstrap, base, partitions)
+    return Run(bootstrap, sandbox.base_url, topic, write_credentials(tmp))
 
 
 def update(account: str, sku: str, **fields: Any) -> tuple[str, dict[str, Any]]:

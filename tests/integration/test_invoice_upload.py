@@ -24,13 +24,12 @@ from .harness import (
     TOKEN_A,
     create_topics,
     eventually,
+    new_run,
     produce,
     read_all,
     sandbox_config,
     wait_all_committed,
-    worker_env,
     worker_settings,
-    write_credentials,
 )
 
 PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -142,21 +141,15 @@ async def test_sigkill_between_upload_and_commit_duplicates_at_most_once(
         sandbox_config(faults={"latency_ms": 30}, orders={"per_account": 200})
     )
     orders = [o["order_id"] for o in sandbox.sandbox.orders.orders(ACCT_A)[:120]]
-    run = uuid.uuid4().hex[:6]  # the Redis ledger outlives a test: numbers of this run only
-    topic = await create_topics(bootstrap_servers, "invoice-uploads")
+    tag = uuid.uuid4().hex[:6]  # the Redis ledger outlives a test: numbers of this run only
+    run = await new_run(bootstrap_servers, sandbox, tmp_path, "invoice-uploads")
     inline = base64.b64encode(PDF).decode()
     await produce(
         bootstrap_servers,
-        topic,
-        [invoice(o, f"INV-{run}-{o}", invoice_pdf_base64=inline) for o in orders],
+        run.topic,
+        [invoice(o, f"INV-{tag}-{o}", invoice_pdf_base64=inline) for o in orders],
     )
-    group = f"it-{uuid.uuid4().hex[:8]}"
-    env = worker_env(
-        bootstrap_servers,
-        sandbox.base_url,
-        topic,
-        group,
-        write_credentials(tmp_path),
+    env = run.env(
         redis_url=redis_url,
         commit_interval_ms=60_000,
         invoice_concurrency=2,
@@ -169,7 +162,7 @@ async def test_sigkill_between_upload_and_commit_duplicates_at_most_once(
     before = sum(uploads(sandbox).values())
     workers("invoice-upload", env, "second")
     await eventually(lambda: len(uploads(sandbox)) == len(orders), timeout_s=120)
-    await wait_all_committed(bootstrap_servers, group, topic, timeout_s=60)
+    await wait_all_committed(bootstrap_servers, run.group, run.topic, timeout_s=60)
     counts = uploads(sandbox)
     duplicates = sum(n - 1 for n in counts.values())
     print(

@@ -22,15 +22,13 @@ from .harness import (
     ACCT_A,
     TOKEN_A,
     WorkerProcess,
-    create_topics,
     eventually,
     free_port,
+    new_run,
     produce,
     sandbox_config,
     update,
     wait_all_committed,
-    worker_env,
-    write_credentials,
 )
 
 FILES = Path(__file__).resolve().parents[2] / "charts" / "m2e-sync" / "files"
@@ -106,14 +104,9 @@ async def test_a_running_worker_feeds_every_dashboard_metric_into_prometheus(
     sandbox = await sandbox_server(sandbox_config())
     skus = [f"OBS{i:03d}" for i in range(50)]
     await sandbox.seed_variants(TOKEN_A, skus)
-    topic = await create_topics(bootstrap_servers, "variant-updates")
-    group = f"it-obs-{time.monotonic_ns()}"
-    env = worker_env(
-        bootstrap_servers,
-        sandbox.base_url,
-        topic,
-        group,
-        write_credentials(tmp_path),
+    run = await new_run(bootstrap_servers, sandbox, tmp_path, "variant-updates")
+    topic, group = run.topic, run.group
+    env = run.env(
         rate_limit_enabled="true",
         redis_url=redis_url,
         rate_limit_redis_prefix=f"it-obs-{time.monotonic_ns()}",

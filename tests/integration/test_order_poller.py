@@ -22,13 +22,13 @@ from .harness import (
     ACCT_A2,
     ACCT_B,
     CREDENTIALS,
+    Run,
     WorkerProcess,
     eventually,
     order_topics,
     produce,
     read_all,
     sandbox_config,
-    worker_env,
     worker_settings,
     write_credentials,
 )
@@ -87,12 +87,7 @@ async def test_every_order_once_in_its_latest_state_across_a_sigkill(
         )
     )
     ticks, orders_topic, cursors = await order_topics(bootstrap_servers)
-    env = worker_env(
-        bootstrap_servers,
-        sandbox.base_url,
-        ticks,
-        f"it-{uuid.uuid4().hex[:8]}",
-        write_credentials(tmp_path),
+    env = Run(bootstrap_servers, sandbox.base_url, ticks, write_credentials(tmp_path)).env(
         orders_topic=orders_topic,
         order_cursor_topic=cursors,
         order_transactional_id=f"it-poller-{uuid.uuid4().hex[:6]}",
@@ -151,7 +146,7 @@ async def frozen_poller(
     sandbox_server: Any,
     tmp: Path,
     per_account: int,
-    lookback_days: int,
+    lookback_days: float,
     **settings: Any,
 ) -> tuple[Any, str, str, Any]:
     """A started in-process poller over a sandbox whose orders do not change."""
@@ -183,8 +178,12 @@ async def frozen_poller(
 async def test_backfill_with_since_and_a_burst_of_ticks_costs_one_poll(
     bootstrap_servers: str, sandbox_server: Any, tmp_path: Path
 ) -> None:
+    # 400 orders over 30 days are 1.8 h apart, one of them exactly 3 days before the
+    # sandbox's start: a lookback of 3.05 days ends between two orders, so what it reads
+    # does not depend on the second the poll happens in.
+    lookback = 3.05
     sandbox, ticks, orders_topic, parts = await frozen_poller(
-        bootstrap_servers, sandbox_server, tmp_path, 400, 3, batch_linger_ms=300
+        bootstrap_servers, sandbox_server, tmp_path, 400, lookback, batch_linger_ms=300
     )
     try:
         # A burst of 1,000 ticks for one account: one poll.
@@ -196,7 +195,7 @@ async def test_backfill_with_since_and_a_burst_of_ticks_costs_one_poll(
                 o
                 for o in sandbox.sandbox.orders.orders(ACCT_A)
                 if o["sale_date"]
-                >= (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                >= (datetime.now(UTC) - timedelta(days=lookback)).strftime("%Y-%m-%dT%H:%M:%SZ")
             ]
         )
         finds = sandbox.requests("POST /order/find/")
@@ -243,12 +242,7 @@ async def test_a_worker_that_cannot_start_exits_non_zero_naming_the_setting(
 ) -> None:
     sandbox = await sandbox_server(sandbox_config())
     ticks, orders_topic, _cursors = await order_topics(bootstrap_servers)
-    env = worker_env(
-        bootstrap_servers,
-        sandbox.base_url,
-        ticks,
-        f"it-{uuid.uuid4().hex[:8]}",
-        write_credentials(tmp_path),
+    env = Run(bootstrap_servers, sandbox.base_url, ticks, write_credentials(tmp_path)).env(
         orders_topic=orders_topic,
         order_cursor_topic=f"it.{uuid.uuid4().hex[:8]}.no-such-cursors",
     )

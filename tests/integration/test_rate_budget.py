@@ -25,14 +25,15 @@ from shared.limiter import (
 from .harness import (
     ACCT_A,
     TOKEN_A,
+    Run,
     create_topics,
     eventually,
     free_port,
+    new_run,
     order_topics,
     produce,
     sandbox_config,
     update,
-    worker_env,
     write_credentials,
 )
 
@@ -57,16 +58,11 @@ async def test_two_processes_share_one_budget_without_429s(
     sandbox = await sandbox_server(sandbox_config(requests=limit, period_s=period))
     skus = [f"R{i:04d}" for i in range(2000)]
     await sandbox.seed_variants(TOKEN_A, skus, per_product=50)
-    topic = await create_topics(bootstrap_servers, "variant-updates")
-    group = f"it-{uuid.uuid4().hex[:8]}"
+    run = await new_run(bootstrap_servers, sandbox, tmp_path, "variant-updates")
+    topic = run.topic
     prefix = f"it-rl-{uuid.uuid4().hex[:6]}"
     await produce(bootstrap_servers, topic, [update(ACCT_A, s, quantity=1) for s in skus])
-    env = worker_env(
-        bootstrap_servers,
-        sandbox.base_url,
-        topic,
-        group,
-        write_credentials(tmp_path),
+    env = run.env(
         rate_limit_enabled="true",
         rate_limit_requests=limit,
         rate_limit_period_s=period,
@@ -285,12 +281,7 @@ async def test_other_services_share_the_accounts_budget_with_variant_sync(
     creds = write_credentials(tmp_path)
     other = workers(
         service,
-        worker_env(
-            bootstrap_servers,
-            sandbox.base_url,
-            topic,
-            f"it-{uuid.uuid4().hex[:8]}",
-            creds,
+        Run(bootstrap_servers, sandbox.base_url, topic, creds).env(
             **shared,
         ),
         "other",
@@ -298,12 +289,7 @@ async def test_other_services_share_the_accounts_budget_with_variant_sync(
     shared["batch_max_items"] = 5
     variant = workers(
         "variant-sync",
-        worker_env(
-            bootstrap_servers,
-            sandbox.base_url,
-            variants,
-            f"it-{uuid.uuid4().hex[:8]}",
-            creds,
+        Run(bootstrap_servers, sandbox.base_url, variants, creds).env(
             **shared,
         ),
         "variants",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +12,14 @@ from .harness import (
     ACCT_A,
     TOKEN_A,
     committed,
-    create_topics,
     end_offsets,
     eventually,
+    new_run,
     produce,
     read_all,
     sandbox_config,
     update,
     wait_all_committed,
-    worker_env,
-    write_credentials,
 )
 
 
@@ -32,14 +29,9 @@ async def test_third_worker_joins_and_leaves_mid_run(
     sandbox = await sandbox_server(sandbox_config(faults={"latency_ms": 60}))
     skus = [f"B{i:05d}" for i in range(6000)]
     await sandbox.seed_variants(TOKEN_A, skus, per_product=100)
-    topic = await create_topics(bootstrap_servers, "variant-updates", partitions=6)
-    group = f"it-{uuid.uuid4().hex[:8]}"
-    env = worker_env(
-        bootstrap_servers,
-        sandbox.base_url,
-        topic,
-        group,
-        write_credentials(tmp_path),
+    run = await new_run(bootstrap_servers, sandbox, tmp_path, "variant-updates", partitions=6)
+    topic, group = run.topic, run.group
+    env = run.env(
         batch_max_items=100,
         revoke_flush_deadline_s=5,
     )

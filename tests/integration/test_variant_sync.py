@@ -7,7 +7,6 @@ import itertools
 import math
 import random
 import signal
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,12 @@ from .harness import (
     TOKEN_A,
     create_topics,
     eventually,
+    new_run,
     produce,
     sandbox_config,
     update,
     wait_all_committed,
-    worker_env,
     worker_settings,
-    write_credentials,
 )
 
 ROUTE = "PATCH /catalog/product/variant/"
@@ -108,14 +106,9 @@ async def test_an_older_update_never_overwrites_a_newer_one_across_a_sigkill(
         original(self, item)
 
     monkeypatch.setattr(Catalog, "update_variant", recording)
-    topic = await create_topics(bootstrap_servers, "variant-updates")
-    group = f"it-{uuid.uuid4().hex[:8]}"
-    env = worker_env(
-        bootstrap_servers,
-        sandbox.base_url,
-        topic,
-        group,
-        write_credentials(tmp_path),
+    run = await new_run(bootstrap_servers, sandbox, tmp_path, "variant-updates")
+    topic = run.topic
+    env = run.env(
         batch_max_items=100,
         batch_linger_ms=100,
         kafka_session_timeout_ms=6000,

@@ -24,6 +24,7 @@ from .harness import (
     create_topics,
     end_offsets,
     eventually,
+    new_run,
     produce,
     read_all,
     sandbox_config,
@@ -126,17 +127,12 @@ async def test_sigterm_flushes_publishes_and_commits_before_exit(
     sandbox = await sandbox_server(sandbox_config())
     skus = [f"T{i:03d}" for i in range(50)]
     await sandbox.seed_variants(TOKEN_A, skus)
-    topic = await create_topics(bootstrap_servers, "variant-updates")
-    group = f"it-{uuid.uuid4().hex[:8]}"
+    run = await new_run(bootstrap_servers, sandbox, tmp_path, "variant-updates")
+    topic, group = run.topic, run.group
     # A linger of 10 minutes: nothing is sent unless shutdown flushes it.
     worker = workers(
         "variant-sync",
-        worker_env(
-            bootstrap_servers,
-            sandbox.base_url,
-            topic,
-            group,
-            write_credentials(tmp_path),
+        run.env(
             batch_linger_ms=600_000,
         ),
     )
@@ -161,17 +157,12 @@ async def test_sigkill_mid_batch_loses_nothing_and_never_commits_ahead(
     sandbox = await sandbox_server(sandbox_config(faults={"latency_ms": 150}))
     skus = [f"S{i:04d}" for i in range(3000)]
     await sandbox.seed_variants(TOKEN_A, skus, per_product=50)
-    topic = await create_topics(bootstrap_servers, "variant-updates")
-    group = f"it-{uuid.uuid4().hex[:8]}"
+    run = await new_run(bootstrap_servers, sandbox, tmp_path, "variant-updates")
+    topic, group = run.topic, run.group
     # One message per SKU, each with its own price: what reached the sandbox is visible.
     messages = [update(ACCT_A, s, price=float(i + 1)) for i, s in enumerate(skus)]
     await produce(bootstrap_servers, topic, messages)
-    env = worker_env(
-        bootstrap_servers,
-        sandbox.base_url,
-        topic,
-        group,
-        write_credentials(tmp_path),
+    env = run.env(
         batch_max_items=50,
     )
     first = workers("variant-sync", env, "first")

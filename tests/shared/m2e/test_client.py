@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.limiter import RateFeedback
 from shared.m2e.client import (
     BatchRejected,
     Credentials,
@@ -18,31 +17,13 @@ from shared.m2e.client import (
     Unauthorized,
     UnknownAccount,
 )
+from tests.shared.fakes import FakeLimiter
 
 SECRET = "super-secret-access-token"
 
 
-class RecordingLimiter:
-    def __init__(self) -> None:
-        self.acquired = 0
-        self.feedback_seen: list[RateFeedback] = []
-
-    async def acquire(self, account: str) -> float:
-        self.acquired += 1
-        return 0.0
-
-    async def ready_in(self, account: str) -> float:
-        return 0.0
-
-    async def feedback(self, account: str, fb: RateFeedback) -> None:
-        self.feedback_seen.append(fb)
-
-    async def close(self) -> None:
-        return None
-
-
-def make(handler: Any, attempts: int = 3) -> tuple[M2EClient, RecordingLimiter, list[float]]:
-    limiter = RecordingLimiter()
+def make(handler: Any, attempts: int = 3) -> tuple[M2EClient, FakeLimiter, list[float]]:
+    limiter = FakeLimiter()
     sleeps: list[float] = []
 
     async def sleep(s: float) -> None:
@@ -78,7 +59,7 @@ async def test_sends_access_token_and_feeds_rate_headers_back() -> None:
     assert seen[0].headers["access-token"] == SECRET
     assert seen[0].url.path == "/api/v1/api/catalog/product/variant/"
     assert json.loads(seen[0].content) == {"variants": [{"sku": "a"}, {"sku": "b"}]}
-    assert limiter.acquired == 1
+    assert limiter.taken == 1
     fb = limiter.feedback_seen[0]
     assert (fb.limit, fb.remaining, fb.throttled) == (100, 42, False)
     assert fb.retry_at == 1800000011.0
@@ -104,7 +85,7 @@ async def test_5xx_and_timeouts_are_retried_with_backoff_then_given_up() -> None
 
     client, limiter, sleeps = make(handler)
     assert await client.update_variants("acct", [{"sku": "a"}]) == 1
-    assert len(calls) == 3 and limiter.acquired == 3  # every attempt takes a token
+    assert len(calls) == 3 and limiter.taken == 3  # every attempt takes a token
     assert len(sleeps) == 2 and all(0 <= s <= 1.0 for s in sleeps)
 
     always = make(lambda r: httpx.Response(500, json=[{"message": "x"}]), attempts=3)[0]

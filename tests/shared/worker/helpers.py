@@ -11,11 +11,11 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from services.variant_sync import VariantSync
 from shared.config import load_settings
-from shared.limiter import RateFeedback
 from shared.m2e.client import Credentials, M2EClient
 from shared.metrics import Metrics
 from shared.results import Publisher
 from shared.worker import Worker
+from tests.shared.fakes import FakeLimiter
 
 ACCT = "6f1c2d3e-0001-4a5b-8c9d-000000000001"
 TP = TopicPartition("variant-updates", 0)
@@ -27,29 +27,6 @@ class NullPublisher(Publisher):
 
     async def publish(self, records: Any) -> None:
         self.published += records
-
-
-class HandBudget:
-    """A limiter whose next token is `wait` seconds away; it counts what is taken."""
-
-    def __init__(self) -> None:
-        self.wait = 0.0
-        self.taken = 0
-        self.asked: list[str] = []
-
-    async def acquire(self, bucket: str) -> float:
-        self.taken += 1
-        return 0.0
-
-    async def ready_in(self, bucket: str) -> float:
-        self.asked.append(bucket)
-        return self.wait
-
-    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 class HandClock:
@@ -70,13 +47,13 @@ def record(
 
 
 def worker(
-    budget: HandBudget | None = None, clock: HandClock | None = None, **settings: Any
+    budget: FakeLimiter | None = None, clock: HandClock | None = None, **settings: Any
 ) -> Worker:
     s = load_settings(**{"batch_max_items": 2, **settings})
     client = M2EClient(
         "http://x",
         Credentials({ACCT: "t"}),
-        budget or HandBudget(),
+        budget or FakeLimiter(),
         transport=httpx.MockTransport(lambda r: httpx.Response(200, json={})),
     )
     return Worker(

@@ -8,11 +8,11 @@ import math
 from shared.coalescer import Bucket
 from shared.worker import Worker
 
-from .helpers import TP, HandBudget, HandClock, record, worker
+from .helpers import TP, FakeLimiter, HandClock, record, worker
 
 
-def setup(**settings: object) -> tuple[Worker, HandBudget, HandClock]:
-    budget, clock = HandBudget(), HandClock()
+def setup(**settings: object) -> tuple[Worker, FakeLimiter, HandClock]:
+    budget, clock = FakeLimiter(), HandClock()
     return worker(budget, clock, **{"batch_linger_ms": 1000, **settings}), budget, clock
 
 

@@ -1,0 +1,28 @@
+"""A limiter for unit tests: its next token is `wait` seconds away, and it records what
+was taken, asked and fed back."""
+
+from __future__ import annotations
+
+from shared.limiter import RateFeedback
+
+
+class FakeLimiter:
+    def __init__(self) -> None:
+        self.wait = 0.0
+        self.taken = 0
+        self.asked: list[str] = []
+        self.feedback_seen: list[RateFeedback] = []
+
+    async def acquire(self, bucket: str) -> float:
+        self.taken += 1
+        return 0.0
+
+    async def ready_in(self, bucket: str) -> float:
+        self.asked.append(bucket)
+        return self.wait
+
+    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
+        self.feedback_seen.append(feedback)
+
+    async def close(self) -> None:
+        return None
