@@ -134,7 +134,7 @@ async def run_worker(
     group = f"bench-{uuid.uuid4().hex[:8]}"
     settings = load_settings(
         kafka_bootstrap_servers=BOOTSTRAP,
-        m2e_base_url="http://sink.local/api/v1/api",
+        m2e_base_url="https://sink.local/api/v1/api",
         m2e_credentials_file=creds,
         kafka_input_topic=topic,
         kafka_group_id=group,

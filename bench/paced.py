@@ -61,7 +61,7 @@ async def paced_run(
         topic = await make_topic("variant-updates")
         settings = load_settings(
             kafka_bootstrap_servers=BOOTSTRAP,
-            m2e_base_url="http://sink.local/api/v1/api",
+            m2e_base_url="https://sink.local/api/v1/api",
             m2e_credentials_file=credentials(Path(tmp), [account]),
             kafka_input_topic=topic,
             kafka_group_id=f"bench-{uuid.uuid4().hex[:8]}",

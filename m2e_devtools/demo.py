@@ -127,7 +127,7 @@ class Demo:
             {},
         )
         await wait_http(base + "/_sandbox/stats")
-        await self.http.post(base + "/_sandbox/reset")
+        await self.http.post(base + "/_sandbox/reset", json={})
 
         start_ends = {
             t: await end_offsets(self.settings.bootstrap_servers, results_topic(t))

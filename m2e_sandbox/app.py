@@ -16,7 +16,13 @@ from aiohttp import web
 from m2e_sandbox import admin, api
 from m2e_sandbox.api import API_BASE
 from m2e_sandbox.config import SandboxConfig
-from m2e_sandbox.middleware import abort_middleware, api_middleware
+from m2e_sandbox.middleware import (
+    ADMIN_HOSTS,
+    ADMIN_HOSTS_KEY,
+    abort_middleware,
+    admin_middleware,
+    api_middleware,
+)
 from m2e_sandbox.state import SANDBOX, Sandbox
 from shared.clock import Clock
 
@@ -25,10 +31,15 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 __all__ = ["API_BASE", "SANDBOX", "Sandbox", "create_app"]
 
 
-def create_app(config: SandboxConfig, clock: Clock = time.time) -> web.Application:
+def create_app(
+    config: SandboxConfig, clock: Clock = time.time, bind_host: str | None = None
+) -> web.Application:
+    """`bind_host`: the address the server listens on; the admin API also answers to it."""
     app = web.Application(
-        client_max_size=MAX_BODY_BYTES, middlewares=[abort_middleware, api_middleware]
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[abort_middleware, admin_middleware, api_middleware],
     )
     app[SANDBOX] = Sandbox(config, clock)
+    app[ADMIN_HOSTS_KEY] = ADMIN_HOSTS | ({bind_host.lower()} if bind_host else set())
     app.add_routes(api.routes() + admin.routes())
     return app

@@ -10,8 +10,9 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.config import ConfigError, describe_errors, read_yaml
 from shared.m2e.models import Channel
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -118,6 +119,10 @@ orders: {seed: 1, per_account: 200, new_per_minute: 30, status_change_per_minute
 
 
 def load_config(path: Path | None) -> SandboxConfig:
-    """Load and validate a config file; None gives the demo default."""
-    text = DEMO_CONFIG_YAML if path is None else path.read_text()
-    return SandboxConfig.model_validate(yaml.safe_load(text))
+    """Load and validate a config file; None gives the demo default. A bad file raises
+    ConfigError naming the file and the keys, never the values (access tokens among them)."""
+    raw = yaml.safe_load(DEMO_CONFIG_YAML) if path is None else read_yaml(path, "--config")
+    try:
+        return SandboxConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"--config {path}: {describe_errors(exc)}") from None

@@ -1,4 +1,12 @@
-"""What every API request passes before its endpoint: auth, injected faults, the rate limit.
+"""What every request passes before its endpoint.
+
+The admin API (`/_sandbox/…`) answers only to a Host naming this machine (localhost, a
+loopback address or the address it is bound to), so a web page that rebinds its own name
+to 127.0.0.1 cannot read it; and its state-changing calls need a JSON body
+(`Content-Type: application/json`), which a page cannot send across origins without the
+browser asking first.
+
+The API:
 
 In order: auth (`access-token` header) → injected faults (latency, reset, timeout,
 throttle) → the per-access-token rate limit → injected 500s → the endpoint. Responses
@@ -37,12 +45,46 @@ async def _abort_connection(request: web.Request) -> None:
     raise _Abort
 
 
+def route_name(request: web.Request) -> str:
+    """`METHOD /path` of a known route; one name for every unknown path, so that requests
+    to unique paths cannot grow the stats without bound."""
+    resource = request.match_info.route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return "(unknown route)"
+    return f"{request.method} {resource.canonical[len(API_BASE) :]}"
+
+
+ADMIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+ADMIN_HOSTS_KEY = web.AppKey("admin_hosts", frozenset)
+
+
+def _host_name(header: str) -> str:
+    """The name in a Host header, without its port ("[::1]:8765" → "::1")."""
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+@web.middleware
+async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/_sandbox/"):
+        return await handler(request)
+    host = _host_name(request.headers.get("Host", "")).lower()
+    if host not in request.app[ADMIN_HOSTS_KEY]:
+        return error_response(403, [api_error("forbidden", "the admin API answers to localhost")])
+    if request.method in ("POST", "PUT", "DELETE") and request.content_type != "application/json":
+        return error_response(
+            415, [api_error("unsupported_media_type", "admin changes need a JSON body")]
+        )
+    return await handler(request)
+
+
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(API_BASE + "/"):
         return await handler(request)
     sandbox = sandbox_of(request)
-    route = f"{request.method} {request.path[len(API_BASE) :]}"
+    route = route_name(request)
     token = request.headers.get("access-token")
     user = sandbox.users.get(token) if token else None
     if user is None:

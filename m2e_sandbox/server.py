@@ -14,6 +14,7 @@ from aiohttp import web
 
 from m2e_sandbox.app import API_BASE, create_app
 from m2e_sandbox.config import DEMO_CONFIG_YAML, SandboxConfig, load_config
+from shared.config import ConfigError
 
 
 def describe(config: SandboxConfig, demo: bool) -> str:
@@ -28,7 +29,9 @@ def describe(config: SandboxConfig, demo: bool) -> str:
 
 
 async def serve(config: SandboxConfig, host: str, port: int, *, demo: bool) -> None:
-    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        create_app(config, bind_host=host), access_log=None, handle_signals=False
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
@@ -66,6 +69,6 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return main(args.config, args.host, args.port)
-    except ValueError as exc:  # a bad config file: say which, no traceback
+    except ConfigError as exc:  # a bad config file: which file and key, never a value
         print(f"m2e-sandbox: {exc}", file=sys.stderr)
         return 1

@@ -57,6 +57,10 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
         return {}
     try:
         return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BadRequest(
+            [api_error("validation_error", "request body is nested too deeply")]
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(
             [api_error("validation_error", f"request body is not valid JSON: {exc}")]

@@ -276,7 +276,7 @@ async def serve(service: Service, settings: WorkerSettings) -> int:
 
 
 def run(service: Service, settings: WorkerSettings) -> int:
-    setup_logging(settings.log_level, secrets=settings.credentials().secrets())
+    setup_logging(settings.log_level, secrets=settings.secrets())
     log.info(
         "starting %s",
         service.name,

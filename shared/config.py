@@ -9,9 +9,11 @@ files (`*_FILE`, e.g. a mounted Kubernetes Secret); they are never logged.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
@@ -22,7 +24,34 @@ from shared.m2e.client import PRODUCTION_BASE_URL, Credentials
 
 
 class ConfigError(Exception):
-    """A setting is missing or wrong; the message names it."""
+    """A setting is missing or wrong; the message names it, never a secret value."""
+
+
+def read_yaml(path: Path, setting: str) -> Any:
+    """A YAML file's content. A read or parse error names the setting, the file and where;
+    never the text, whose lines may be secrets (a credentials file's are)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "malformed"
+        raise ConfigError(f"{setting}: {path} is not valid YAML{where}: {problem}") from None
+
+
+def describe_errors(exc: ValidationError, prefix: str = "") -> str:
+    """'users.0.acces_token: Extra inputs are not permitted; …': where and what, never the
+    value that was given (pydantic's own text repeats it: `input_value='<the token>'`)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{prefix}{where}: {message}" if where else f"{prefix}{message}")
+    return "; ".join(problems)
 
 
 def _read_secret(path: Path | None, name: str) -> SecretStr | None:
@@ -59,6 +88,7 @@ class WorkerSettings(BaseSettings):
 
     # M2E API
     m2e_base_url: str = PRODUCTION_BASE_URL
+    m2e_allow_http: bool = False  # plain http to a non-loopback host (a sandbox in Compose)
     m2e_credentials_file: Path | None = None  # YAML map: account_token → access_token
     m2e_access_tokens: SecretStr | None = None  # the same map as JSON, from env
     m2e_timeout_s: Annotated[float, Field(gt=0)] = 30.0
@@ -76,6 +106,7 @@ class WorkerSettings(BaseSettings):
     rate_limit_safety: Annotated[float, Field(ge=0, le=1)] = 0.0
     rate_limit_jitter_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
     rate_limit_redis_prefix: str = "m2e-sync:rl"  # Redis key prefix of the shared buckets
+    redis_key_secret: SecretStr | None = None  # HMAC key of the bucket names (same everywhere)
     expected_replicas: Annotated[int, Field(ge=1)] = 3  # degraded share = rate ÷ this
 
     # Batching and delivery
@@ -115,6 +146,15 @@ class WorkerSettings(BaseSettings):
                 raise ValueError(
                     f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs {', '.join(missing)}"
                 )
+        base = urlsplit(self.m2e_base_url)
+        if base.scheme not in ("https", "http") or not base.hostname:
+            raise ValueError("M2E_BASE_URL must be an https:// URL")
+        if base.scheme == "http" and not (self.m2e_allow_http or _loopback(base.hostname)):
+            # Access tokens would cross the network in clear text.
+            raise ValueError(
+                "M2E_BASE_URL must be https:// unless its host is loopback "
+                "(M2E_ALLOW_HTTP=true allows plain http, e.g. to a sandbox in Compose)"
+            )
         if self.redis_url is not None and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):
@@ -147,12 +187,29 @@ class WorkerSettings(BaseSettings):
             kw["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         return kw
 
+    def secrets(self) -> set[str]:
+        """Every secret this process knows, for the log filter: the M2E access tokens, the
+        SASL, SSL-key and Redis passwords (a password in REDIS_URL too)."""
+        found = self.credentials().secrets()
+        for secret in (
+            self.kafka_sasl_password,
+            self.kafka_ssl_key_password,
+            self.redis_password,
+            self.redis_key_secret,
+        ):
+            if secret is not None:
+                found.add(secret.get_secret_value())
+        if self.redis_url is not None and (password := urlsplit(self.redis_url).password):
+            found.add(password)
+        return found
+
     def credentials(self) -> Credentials:
         """account token → access token, from M2E_CREDENTIALS_FILE and M2E_ACCESS_TOKENS."""
         tokens: dict[str, str] = {}
         if self.m2e_credentials_file is not None:
             tokens |= _token_map(
-                yaml.safe_load(self.m2e_credentials_file.read_text()), "M2E_CREDENTIALS_FILE"
+                read_yaml(self.m2e_credentials_file, "M2E_CREDENTIALS_FILE"),
+                "M2E_CREDENTIALS_FILE",
             )
         if self.m2e_access_tokens is not None:
             try:
@@ -162,10 +219,21 @@ class WorkerSettings(BaseSettings):
                     "M2E_ACCESS_TOKENS must be a JSON object {account_token: access_token}"
                 ) from None
             tokens |= _token_map(raw, "M2E_ACCESS_TOKENS")
-        return Credentials(tokens)
+        if self.redis_key_secret is None:
+            return Credentials(tokens)
+        return Credentials(tokens, self.redis_key_secret.get_secret_value().encode())
 
 
 S = TypeVar("S", bound=WorkerSettings)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _token_map(raw: object, source: str) -> dict[str, str]:

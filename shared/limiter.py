@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -88,9 +89,13 @@ class Limiter(Protocol):
     async def close(self) -> None: ...
 
 
-def bucket_id(access_token: str) -> str:
-    """A stable, non-reversible name for an access token's bucket."""
-    return hashlib.sha256(access_token.encode()).hexdigest()[:16]
+PUBLIC_BUCKET_KEY = b"m2e-sync bucket"  # without REDIS_KEY_SECRET: stable, but guessable
+
+
+def bucket_id(access_token: str, key: bytes = PUBLIC_BUCKET_KEY) -> str:
+    """A stable, non-reversible name for an access token's bucket: an HMAC of the token,
+    keyed by REDIS_KEY_SECRET so that key names cannot be matched against guesses."""
+    return hmac.new(key, access_token.encode(), hashlib.sha256).hexdigest()[:24]
 
 
 class UnlimitedLimiter:

@@ -32,7 +32,9 @@ class JsonFormatter(logging.Formatter):
 
 
 class RedactSecrets(logging.Filter):
-    """Replace any known secret in the rendered message, extras or traceback."""
+    """Replace any known secret in the rendered message, every `extra=` field, and the
+    traceback. Secrets shorter than 4 characters are not masked (they would mask half
+    of every line)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -51,6 +53,13 @@ class RedactSecrets(logging.Filter):
             if record.exc_info:
                 record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
                 record.exc_info = None
+            for key, value in list(vars(record).items()):
+                if key in _STANDARD or key.startswith("_"):
+                    continue
+                text = value if isinstance(value, str) else json.dumps(value, default=str)
+                redacted = self.redact(text)
+                if redacted != text:  # only fields that held a secret change shape
+                    setattr(record, key, redacted)
         return True
 
 

@@ -57,3 +57,14 @@ def test_compose_runs_every_worker_with_the_cli_the_code_has() -> None:
 def test_dockerfile_runs_as_non_root_with_the_cli_as_entrypoint() -> None:
     text = (COMPOSE.parent / "Dockerfile").read_text()
     assert "USER 10001" in text and 'ENTRYPOINT ["m2e-sync"]' in text
+
+
+def test_compose_publishes_every_port_on_this_machine_only() -> None:
+    # Kafka is plaintext and Redis has no password here: never on all interfaces.
+    doc = yaml.safe_load(COMPOSE.read_text())
+    published = [
+        (name, str(port))
+        for name, service in doc["services"].items()
+        for port in service.get("ports", [])
+    ]
+    assert published and all(p.startswith("127.0.0.1:") for _, p in published), published

@@ -25,7 +25,10 @@ def build(settings: InvoiceUploadSettings) -> InvoiceUpload:
         from redis.asyncio import Redis
 
         password = settings.redis_password.get_secret_value() if settings.redis_password else None
-        ledger = RedisLedger(Redis.from_url(settings.redis_url, password=password), ttl)
+        redis = Redis.from_url(
+            settings.redis_url, password=password, socket_timeout=2.0, socket_connect_timeout=2.0
+        )  # a Redis that stops answering fails the upload's check, not the worker
+        ledger = RedisLedger(redis, ttl)
     return InvoiceUpload(
         set(settings.credentials()), SafeFetcher(policy), ledger, settings.invoice_concurrency
     )

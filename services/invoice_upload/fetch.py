@@ -8,14 +8,21 @@ Rules, checked for the URL and again for every redirect:
   is on (development);
 - the host must be on the allowlist (exact names; a leading `.` allows subdomains);
 - no credentials in the URL;
-- the host's addresses are resolved here, and every one must be public (not private,
-  loopback, link-local — 169.254.169.254 included —, reserved, multicast or unspecified);
-  the connection then goes to the address that was checked (Host header and TLS SNI keep
-  the name), so DNS cannot change the answer between the check and the connection;
-- at most `max_redirects` redirects; the body is streamed and cut at `max_bytes`; the whole
-  fetch, redirects included, must finish within `total_timeout_s` (a trickling server
-  cannot hold a worker).
-Every refusal raises `FetchRefused` with a reason.
+- no control characters or spaces anywhere in the URL; the host is printable ASCII
+  (IDNA-encoded here, before any resolver sees it), without a trailing dot, in labels of
+  1 to 63 letters, digits and hyphens, at most 253 characters;
+- the host's addresses are resolved here, and every one must be public (`addresses`:
+  not private, loopback, link-local — 169.254.169.254 included —, reserved, multicast,
+  unspecified, nor an IPv6 form that wraps such an IPv4 address); the connection then
+  goes to the address that was checked (Host header and TLS SNI keep the name), so DNS
+  cannot change the answer between the check and the connection;
+- at most `max_redirects` redirects; the body is asked for and read without any
+  content coding (`Accept-Encoding: identity`; a `Content-Encoding` other than identity
+  is refused, and the raw stream is counted), so a small compressed body cannot expand
+  past `max_bytes` in memory; the whole fetch, redirects included, must finish within
+  `total_timeout_s` (a trickling server cannot hold a worker).
+Every refusal raises `FetchRefused` with a reason; so does any other failure inside the
+fetch, so nothing escapes to be retried forever.
 """
 
 from __future__ import annotations
@@ -23,12 +30,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import re
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+
+from services.invoice_upload.addresses import is_loopback, is_public
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -64,15 +75,21 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def _is_loopback(address: str) -> bool:
-    return ipaddress.ip_address(address).is_loopback
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
-def _public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+def ascii_host(host: str) -> str:
+    """The host name as a resolver may be given it, or FetchRefused (no I/O)."""
+    try:
+        encoded = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise FetchRefused("bad_host", "the host is not a valid domain name") from None
+    if host.endswith(".") or len(encoded) > 253:
+        raise FetchRefused("bad_host", "the host is not a valid domain name")
+    if not all(_LABEL.fullmatch(label) for label in encoded.split(".")):
+        raise FetchRefused("bad_host", "the host is not a valid domain name")
+    return encoded
 
 
 class SafeFetcher:
@@ -81,11 +98,13 @@ class SafeFetcher:
         policy: FetchPolicy,
         resolver: Resolver = system_resolver,
         transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,  # tests: a local CA
     ) -> None:
         self.policy = policy
         self._resolve = resolver
         self._client = httpx.AsyncClient(
             transport=transport,
+            verify=verify,
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(policy.total_timeout_s),
@@ -95,7 +114,9 @@ class SafeFetcher:
         await self._client.aclose()
 
     def check_url(self, url: str) -> tuple[str, str, int]:
-        """Static checks (no I/O): returns (scheme, host, port) or raises FetchRefused."""
+        """Static checks (no I/O): returns (scheme, ASCII host, port) or raises FetchRefused."""
+        if _CONTROL.search(url):
+            raise FetchRefused("bad_url", "control characters or spaces in the URL are refused")
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -113,9 +134,11 @@ class SafeFetcher:
         literal = None
         with contextlib.suppress(ValueError):  # a name, not an address
             literal = ipaddress.ip_address(host)
+        if literal is None:
+            host = ascii_host(host)
         if (
             literal is not None
-            and not _public(host)
+            and not is_public(host)
             and not (
                 self.policy.allow_loopback_http
                 and literal.is_loopback
@@ -135,13 +158,13 @@ class SafeFetcher:
     async def _address(self, scheme: str, host: str, port: int) -> str:
         try:
             addresses = await self._resolve(host, port)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             raise FetchRefused("dns_failed", f"cannot resolve {host}: {exc}") from None
         if not addresses:
             raise FetchRefused("dns_failed", f"{host} has no address")
         loopback_ok = self.policy.allow_loopback_http and self.policy.host_allowed(host)
         for address in addresses:
-            if not _public(address) and not (loopback_ok and _is_loopback(address)):
+            if not is_public(address) and not (loopback_ok and is_loopback(address)):
                 raise FetchRefused(
                     "address_refused", f"{host} resolves to {address}, which is not public"
                 )
@@ -155,7 +178,9 @@ class SafeFetcher:
             raise FetchRefused(
                 "timeout", f"the fetch took longer than {self.policy.total_timeout_s:g}s"
             ) from None
-        except httpx.HTTPError as exc:
+        except FetchRefused:
+            raise
+        except Exception as exc:  # any failure of this one fetch refuses it, with its class
             raise FetchRefused(
                 "fetch_failed", f"{type(exc).__name__} fetching the invoice"
             ) from None
@@ -170,7 +195,10 @@ class SafeFetcher:
             request = self._client.build_request(
                 "GET",
                 pinned,
-                headers={"Host": parts.netloc.rsplit("@", 1)[-1]},
+                headers={
+                    "Host": f"{host}:{port}" if parts.port else host,
+                    "Accept-Encoding": "identity",
+                },
                 extensions={"sni_hostname": host} if scheme == "https" else {},
             )
             response = await self._client.send(request, stream=True)
@@ -198,8 +226,14 @@ class SafeFetcher:
                         f"the invoice is {declared} bytes; at most "
                         f"{self.policy.max_bytes} are accepted",
                     )
+                coding = response.headers.get("content-encoding", "identity").strip().lower()
+                if coding not in ("", "identity"):
+                    raise FetchRefused(
+                        "encoding_refused",
+                        f"Content-Encoding {coding[:40]!r} is refused: identity only",
+                    )
                 body = bytearray()
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():  # never decoded: counted as sent
                     body += chunk
                     if len(body) > self.policy.max_bytes:
                         raise FetchRefused(

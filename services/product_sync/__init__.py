@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from services.product_sync import samples
 from services.product_sync.mapping import AccountDefaults
 from services.product_sync.models import ProductEvent, key_of
 from services.product_sync.service import ProductSync
 from services.product_sync.settings import ProductSyncSettings
 from services.spec import ServiceSpec
-from shared.config import ConfigError
+from shared.config import ConfigError, read_yaml
 
 
 def load_defaults(path: Path | None) -> dict[str, AccountDefaults]:
     """PRODUCT_DEFAULTS_FILE: `{account_token or "*": {currency, price, quantity}}`."""
     if path is None:
         return {}
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path, "PRODUCT_DEFAULTS_FILE") or {}
     if not isinstance(raw, dict):
         raise ConfigError("PRODUCT_DEFAULTS_FILE must map account tokens (or '*') to defaults")
     out = {}

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from shared.limiter import Limiter, RateFeedback, bucket_id
+from shared.limiter import PUBLIC_BUCKET_KEY, Limiter, RateFeedback, bucket_id
 from shared.m2e.models import ApiError, CreateResponse, OrdersFindResponse
 
 PRODUCTION_BASE_URL = "https://m2e.cloud/api/v1/api"
@@ -96,9 +96,11 @@ class RetryPolicy:
 class Credentials(Mapping[str, str]):
     """account token → access token. Values are secrets: never printed."""
 
-    def __init__(self, tokens: Mapping[str, str]) -> None:
+    def __init__(self, tokens: Mapping[str, str], bucket_key: bytes = PUBLIC_BUCKET_KEY) -> None:
         self._tokens = dict(tokens)
-        self._buckets = {access: bucket_id(access) for access in set(self._tokens.values())}
+        self._buckets = {
+            access: bucket_id(access, bucket_key) for access in set(self._tokens.values())
+        }
 
     def lookup(self, account_token: str) -> tuple[str, str]:
         """(access token, limiter bucket) of an account; UnknownAccount when none is set."""

@@ -253,6 +253,25 @@ INVOICE_UPLOADS: list[Case] = [
         r"invoice_url",
     ),
     ("an extra field", b"BAD-O", js(invoice(customer_email="x@example.com")), r"customer_email"),
+    *[
+        (name, b"BAD-O", js(without(invoice(invoice_url=url), "invoice_pdf_base64")), pattern)
+        for name, url, pattern in (
+            # Each passed decode once and was retried forever, stopping the partition's commits.
+            ("a control character in the path", "https://files.example.com/a\x01.pdf", "control"),
+            ("a NUL in the host", "https://localhost\x00.cdn.example.com/a.pdf", "control"),
+            ("a host with trailing dots", "https://x.cdn.example.com../a.pdf", "domain name"),
+            ("a label over 63 characters", f"https://{'a' * 64}.cdn.example.com/a", "domain name"),
+            ("a host IDNA refuses", "https://ex\u2028ample.cdn.example.com/a", "domain name"),
+            # IPv6 forms that carry an internal IPv4 address.
+            ("NAT64 metadata", "https://[64:ff9b::a9fe:a9fe]/a.pdf", "not public"),
+            ("local-use NAT64", "https://[64:ff9b:1::a00:1]/a.pdf", "not public"),
+            ("6to4 loopback", "https://[2002:7f00:1::]/a.pdf", "not public"),
+            ("IPv4-compatible loopback", "https://[::7f00:1]/a.pdf", "not public"),
+            ("IPv4-translated loopback", "https://[::ffff:0:7f00:1]/a.pdf", "not public"),
+            ("site-local", "https://[fec0::1]/a.pdf", "not public"),
+            ("an IETF protocol address", "https://192.0.0.8/a.pdf", "not public"),
+        )
+    ],
 ]
 
 ORDER_POLL_TICKS: list[Case] = [

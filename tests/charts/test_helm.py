@@ -163,9 +163,9 @@ def test_access_tokens_live_only_in_the_secret() -> None:
     assert yaml.safe_load(secret["stringData"]["credentials.yaml"]) == {
         "11111111-2222-3333-4444-555555555555": access
     }
-    # With existingSecret the chart renders no Secret and mounts the named one.
+    # With existingSecret the chart renders no credentials Secret and mounts the named one.
     docs = render("--set", "m2e.existingSecret=mine")
-    assert "Secret" not in {d["kind"] for d in docs}
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"] == ["rel-m2e-sync-redis"]
     dep = next(d for d in docs if d["kind"] == "Deployment")
     volumes = dep["spec"]["template"]["spec"]["volumes"]
     assert {
@@ -234,3 +234,72 @@ def test_bad_values_fail_at_render_naming_the_setting() -> None:
     assert protocol.returncode != 0 and "kafka.securityProtocol" in protocol.stderr
     sasl = helm("template", "rel", ".", "--set", "kafka.securityProtocol=SASL_SSL")
     assert sasl.returncode != 0 and "kafka.sasl.existingSecret" in sasl.stderr
+
+
+def test_the_network_policy_is_on_and_every_egress_rule_names_its_peers() -> None:
+    for values in VALUES.values():
+        docs = render(*values)
+        [policy] = [d for d in docs if d["kind"] == "NetworkPolicy"]
+        egress = policy["spec"]["egress"]
+        assert egress and all(rule.get("to") for rule in egress), egress  # nothing "to anywhere"
+    default = next(d for d in render() if d["kind"] == "NetworkPolicy")
+    https = next(
+        r for r in default["spec"]["egress"] if {"port": 443, "protocol": "TCP"} in r["ports"]
+    )
+    blocks = [peer["ipBlock"] for peer in https["to"]]
+    v4 = next(b for b in blocks if b["cidr"] == "0.0.0.0/0")
+    assert {"169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(v4["except"])
+    # Kafka and Redis ports are open to the cluster's pods only, not to ipBlocks.
+    for port in (9092, 6379):
+        rule = next(
+            r for r in default["spec"]["egress"] if {"port": port, "protocol": "TCP"} in r["ports"]
+        )
+        assert all("ipBlock" not in peer for peer in rule["to"])
+
+
+def test_secrets_never_reach_a_configmap() -> None:
+    url = "redis://:redis-pw-never-in-a-configmap@redis:6379/0"
+    docs = render("--set", f"redis.url={url}")
+    assert {d["kind"] for d in docs if "redis-pw-never" in json.dumps(d)} == {"Secret"}
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {
+        "name": "REDIS_URL",
+        "valueFrom": {"secretKeyRef": {"name": "rel-m2e-sync-redis", "key": "REDIS_URL"}},
+    } in env
+    assert "redis.url" not in (CHART / "templates" / "NOTES.txt").read_text().replace(
+        "if .Values.redis.url", ""
+    )
+    for key in (
+        "M2E_ACCESS_TOKENS",
+        "KAFKA_SASL_PASSWORD",
+        "REDIS_PASSWORD",
+        "REDIS_URL",
+        "REDIS_KEY_SECRET",
+    ):
+        refused = helm("template", "rel", ".", "--set", f"config.{key}=x")
+        assert refused.returncode != 0 and "config" in refused.stderr, (key, refused.stderr)
+    assert helm("template", "rel", ".", "--set", "config.BATCH_LINGER_MS=5").returncode == 0
+
+
+def test_a_kafka_ca_is_mounted_from_a_secret() -> None:
+    docs = render("-f", str(ALL_OPTIONS))
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    spec = dep["spec"]["template"]["spec"]
+    assert {
+        "name": "kafka-ca",
+        "secret": {"secretName": "kafka-ca", "items": [{"key": "ca.pem", "path": "ca.crt"}]},
+    } in spec["volumes"]
+    mounts = spec["containers"][0]["volumeMounts"]
+    assert {"name": "kafka-ca", "mountPath": "/etc/m2e-sync/kafka-ca", "readOnly": True} in mounts
+    env = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-env")
+    )
+    assert env["data"]["KAFKA_SSL_CAFILE"] == "/etc/m2e-sync/kafka-ca/ca.crt"
+
+
+def test_the_chart_names_each_service_as_the_registry_does() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert {name: svc["topic"] for name, svc in values["services"].items()} == {
+        name: spec.topic for name, spec in SERVICES.items()
+    }

@@ -84,6 +84,8 @@ class Api:
         return await self.http.request(method, API_BASE + path, headers=headers, **kw)
 
     async def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        if body is None and method in ("POST", "PUT"):
+            body = {}  # admin changes need a JSON body
         return await self.http.request(method, "/_sandbox" + path, json=body)
 
 

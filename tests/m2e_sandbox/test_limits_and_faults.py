@@ -7,10 +7,11 @@ import time
 import httpx
 import pytest
 
+from m2e_sandbox import API_BASE
 from m2e_sandbox.config import FaultConfig
 from m2e_sandbox.faults import Fault, pick
 
-from .conftest import Api, FakeClock, SandboxFactory, demo_config
+from .conftest import TOKEN, Api, FakeClock, SandboxFactory, demo_config
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token-123"])
@@ -234,3 +235,46 @@ async def test_accounts(api: Api) -> None:
     accounts = resp.json()
     assert [(a["channel"], a["is_valid"]) for a in accounts] == [("ebay", True), ("amazon", True)]
     assert {"token", "title", "identifier", "create_date"} <= accounts[0].keys()
+
+
+async def test_the_admin_api_answers_only_to_this_machines_names(api: Api) -> None:
+    # DNS rebinding: a page on attacker.example whose name now points at 127.0.0.1.
+    for host in ("attacker.example", "attacker.example:8765", "127.0.0.1.nip.io"):
+        refused = await api.http.get("/_sandbox/state", headers={"Host": host})
+        assert refused.status_code == 403, host
+    for host in ("localhost:8765", "127.0.0.1", "[::1]:8765", "LOCALHOST"):
+        assert (await api.http.get("/_sandbox/stats", headers={"Host": host})).status_code == 200
+
+
+async def test_admin_changes_need_a_json_body(api: Api) -> None:
+    await api.call("GET", "/user/accounts/")  # state that a reset would clear
+    # What a web page can send across origins without asking: no body, or text/plain.
+    for kwargs in ({}, {"content": "{}", "headers": {"content-type": "text/plain"}}):
+        refused = await api.http.post("/_sandbox/reset", **kwargs)  # type: ignore[arg-type]
+        assert refused.status_code == 415
+    faults = await api.http.put(
+        "/_sandbox/faults",
+        content='{"error_rate": 1.0}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert faults.status_code == 415 and api.sandbox.faults.error_rate == 0.0
+    assert api.sandbox.stats.requests["GET /user/accounts/"]["200"] == 1  # nothing was reset
+    assert (await api.admin("POST", "/reset")).status_code == 200
+
+
+async def test_requests_to_unique_paths_cannot_grow_the_stats(api: Api) -> None:
+    for i in range(300):
+        await api.call("GET", f"/no/such/path/{i}", token=None)
+        await api.call("GET", f"/also/unknown/{i}")
+    routes = set((await api.admin("GET", "/stats")).json()["requests"])
+    assert routes == {"(unknown route)"}, sorted(routes)[:5]
+
+
+async def test_deeply_nested_json_is_a_400_not_a_500(api: Api) -> None:
+    body = "[" * 100_000 + "]" * 100_000
+    resp = await api.http.post(
+        API_BASE + "/catalog/product/",
+        content=body,
+        headers={"access-token": TOKEN, "content-type": "application/json"},
+    )
+    assert resp.status_code == 400 and "nested" in resp.json()[0]["message"]

@@ -95,3 +95,66 @@ def test_credentials_from_file_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_static_membership_from_pod_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POD_NAME", "variant-sync-7d9f-abc12")
     assert load_settings().kafka_group_instance_id == "variant-sync-7d9f-abc12"
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://m2e.cloud/api/v1/api", True),
+        ("http://127.0.0.1:8765/api/v1/api", True),
+        ("http://localhost:8765/api/v1/api", True),
+        ("http://[::1]:8765/api/v1/api", True),
+        ("http://m2e.cloud/api/v1/api", False),  # tokens in clear text across the network
+        ("http://10.0.0.5/api/v1/api", False),
+        ("ftp://m2e.cloud/api", False),
+    ],
+)
+def test_the_api_is_https_unless_it_is_on_this_host(url: str, allowed: bool) -> None:
+    if allowed:
+        assert load_settings(m2e_base_url=url).m2e_base_url == url
+    else:
+        with pytest.raises(ConfigError, match="M2E_BASE_URL"):
+            load_settings(m2e_base_url=url)
+    # The explicit opt-in (a sandbox in another container) allows plain http.
+    assert load_settings(m2e_base_url="http://sandbox:8765/api", m2e_allow_http=True)
+
+
+def test_every_secret_the_process_knows_is_given_to_the_log_filter(tmp_path: Path) -> None:
+    creds = tmp_path / "creds.yaml"
+    creds.write_text("acct-1: m2e-token-1\nacct-2: m2e-token-2\n")
+    settings = load_settings(
+        m2e_credentials_file=creds,
+        kafka_sasl_password="sasl-pass",
+        kafka_ssl_key_password="key-pass",
+        redis_url="redis://:url-pass@redis:6379/0",
+        redis_password="redis-pass",
+    )
+    assert settings.secrets() >= {
+        "m2e-token-1",
+        "m2e-token-2",
+        "sasl-pass",
+        "key-pass",
+        "url-pass",
+        "redis-pass",
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "acct-1: m2e-secret-token-1\n  bad-indent: m2e-secret-token-2\n",  # a typo
+        "acct-1: [m2e-secret-token-1\n",  # unclosed
+        "acct-1: 'm2e-secret-token-1\n",  # unterminated quote
+    ],
+)
+def test_a_malformed_credentials_file_names_the_file_never_a_token(
+    tmp_path: Path, text: str
+) -> None:
+    creds = tmp_path / "creds.yaml"
+    creds.write_text(text)
+    with pytest.raises(ConfigError) as failed:
+        load_settings(m2e_credentials_file=creds).credentials()
+    message = str(failed.value)
+    assert "M2E_CREDENTIALS_FILE" in message and str(creds) in message and "line" in message
+    assert "secret" not in message
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__

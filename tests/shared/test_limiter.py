@@ -30,7 +30,11 @@ def test_the_jitter_margin_is_a_time_not_a_share_of_the_period() -> None:
 
 def test_bucket_id_hides_the_token() -> None:
     bid = bucket_id("secret-access-token")
-    assert "secret" not in bid and len(bid) == 16 and bid == bucket_id("secret-access-token")
+    assert "secret" not in bid and len(bid) == 24 and bid == bucket_id("secret-access-token")
+    # Keyed: without REDIS_KEY_SECRET a reader of Redis cannot tell which token a bucket is.
+    keyed = bucket_id("secret-access-token", b"deployment key")
+    assert keyed != bid and keyed == bucket_id("secret-access-token", b"deployment key")
+    assert Credentials({"a": "secret-access-token"}, b"deployment key").lookup("a")[1] == keyed
 
 
 async def test_local_limiter_spaces_requests_evenly() -> None:

@@ -27,3 +27,27 @@ def test_json_lines_with_extras_and_masked_secrets() -> None:
     assert first["level"] == "warning"
     assert "tok-secret-123" not in stream.getvalue()
     assert "RuntimeError: bad token ***" in second["exc"]
+
+
+def test_secrets_in_extra_fields_are_masked_too() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets(["tok-secret-123", "redis-pass-9"]))
+    log = logging.getLogger("test.logs.extra")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.warning(
+        "connecting",
+        extra={
+            "url": "redis://:redis-pass-9@redis:6379/0",
+            "headers": {"access-token": "tok-secret-123"},
+            "account": "a1",
+            "attempt": 2,
+        },
+    )
+    line = json.loads(stream.getvalue())
+    assert "tok-secret-123" not in stream.getvalue() and "redis-pass-9" not in stream.getvalue()
+    assert line["url"] == "redis://:***@redis:6379/0"
+    assert "***" in line["headers"]
+    assert line["account"] == "a1" and line["attempt"] == 2  # untouched: no secret in them

@@ -64,12 +64,26 @@ app.kubernetes.io/component: {{ .component }}
       name: {{ .Values.kafka.sasl.existingSecret }}
       key: {{ .Values.kafka.sasl.passwordKey }}
 {{- end }}
+{{- if .Values.redis.url }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "m2e-sync.fullname" . }}-redis
+      key: REDIS_URL
+{{- end }}
 {{- if .Values.redis.existingSecret }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ .Values.redis.existingSecret }}
       key: {{ .Values.redis.passwordKey }}
+{{- if .Values.redis.keySecretKey }}
+- name: REDIS_KEY_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.keySecretKey }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -107,12 +121,22 @@ affinity: {{- toYaml . | nindent 2 }}
     name: {{ include "m2e-sync.fullname" . }}
     items:
       - {key: product-defaults.yaml, path: product-defaults.yaml}
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafka.tls.caSecret }}
+    items:
+      - {key: {{ .Values.kafka.tls.caKey | quote }}, path: ca.crt}
+{{- end }}
 {{- end -}}
 
 {{- define "m2e-sync.volumeMounts" -}}
 - {name: tmp, mountPath: /tmp}
 - {name: credentials, mountPath: /etc/m2e-sync/credentials, readOnly: true}
 - {name: settings, mountPath: /etc/m2e-sync/settings, readOnly: true}
+{{- if .Values.kafka.tls.caSecret }}
+- {name: kafka-ca, mountPath: /etc/m2e-sync/kafka-ca, readOnly: true}
+{{- end }}
 {{- end -}}
 
 {{/* (list defaults overrides): defaults with each override key set (false included). */}}

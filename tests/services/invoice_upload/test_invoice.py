@@ -199,3 +199,20 @@ async def test_subdomain_allowlist() -> None:
     assert policy.host_allowed("files.example.com") and not policy.host_allowed(
         "example.com.evil.net"
     )
+
+
+async def test_the_ledger_gives_up_on_a_redis_that_stops_answering() -> None:
+    from services.invoice_upload import InvoiceUploadSettings, RedisLedger, build
+    from shared.config import load_settings
+
+    settings = load_settings(
+        InvoiceUploadSettings,
+        redis_url="redis://127.0.0.1:6379/0",
+        m2e_access_tokens=json.dumps({ACCT: "t"}),
+    )
+    service = build(settings)
+    ledger = service._ledger
+    assert isinstance(ledger, RedisLedger)
+    kwargs = ledger._redis.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 2.0 and kwargs["socket_connect_timeout"] == 2.0
+    await ledger._redis.aclose()
