@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: venv lock lint tools test bench chaos demo stack-up stack-down clean
+.PHONY: venv lock lint tools test bench chaos demo image image-test stack-up stack-down clean
 
 # The venv holds exactly the versions in constraints.txt (see its header).
 $(STAMP): pyproject.toml constraints.txt
@@ -57,6 +57,15 @@ chaos: venv
 
 demo: venv
 	$(BIN)/m2e-sync demo
+
+# The worker image with podman (runc, cgroupfs) on a Debian base made with mmdebstrap;
+# image-test runs every worker in it as the chart does (also part of make test).
+image: venv
+	$(BIN)/python -m m2e_devtools.image
+
+image-test: venv
+	@$(BIN)/m2e-sync stack up || { $(BIN)/m2e-sync stack down; exit 1; }
+	@status=0; $(BIN)/pytest -s tests/image || status=$$?; $(BIN)/m2e-sync stack down; exit $$status
 
 stack-up: venv
 	$(BIN)/m2e-sync stack up

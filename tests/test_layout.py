@@ -81,14 +81,16 @@ def test_no_comment_cites_a_document_outside_the_repository() -> None:
 
 
 def worker_image_sources() -> list[str]:
-    """What the Dockerfile's worker build stage copies into the image."""
-    text = (ROOT / "Dockerfile").read_text()
-    stage = text.split("FROM ${BASE_IMAGE} AS build\n", 1)[1].split("\nFROM ", 1)[0]
-    copied: list[str] = []
-    for line in stage.splitlines():
-        if line.startswith("COPY "):
-            copied += line.split()[1:-1]
-    return copied
+    """What the Dockerfile copies into the stages the worker image is built from."""
+    stages: dict[str, list[str]] = {}
+    current = ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM "):
+            current = line.split()[-1]
+            stages[current] = []
+        elif line.startswith("COPY ") and "--from=" not in line:
+            stages[current] += line.split()[1:-1]
+    return stages["deps"] + stages["build"]
 
 
 def test_the_worker_image_holds_no_sandbox_no_developer_tools_and_no_aiohttp(

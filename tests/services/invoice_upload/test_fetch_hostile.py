@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from m2e_devtools.stack import ensure_debian_package
 from services.invoice_upload import FetchPolicy, FetchRefused, SafeFetcher
 
 PDF = b"%PDF-1.7\n" + b"0" * 2000 + b"\n%%EOF\n"
@@ -101,7 +102,8 @@ async def test_any_other_failure_inside_a_fetch_is_a_refusal() -> None:
 def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server context, client context) for `localhost`, from a CA made here with openssl."""
     d: Path = tmp_path_factory.mktemp("tls")
-    run = lambda *args: subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)  # noqa: E731
+    openssl = ensure_debian_package("openssl", "openssl")
+    run = lambda *args: subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)  # noqa: E731
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
         "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
