@@ -46,6 +46,13 @@ class PartitionTracker:
         if self.hold_until is not None and offset + 1 >= self.hold_until:
             self.hold_until = None
 
+    def idle_at(self, position: int) -> None:
+        """The consumer is at `position` and nothing of this partition is pending: the
+        offsets before it that yielded no record (transaction markers, aborted records)
+        are done too, so the commit can reach the partition's end."""
+        if not self._order and self.alive and (self.watermark is None or position > self.watermark):
+            self.watermark = position
+
     def __repr__(self) -> str:
         return f"PartitionTracker({self.topic}[{self.partition}] watermark={self.watermark})"
 

@@ -4,7 +4,8 @@ Every `commit_interval_ms` each owned partition's watermark that moved is commit
 (shared.offsets: an offset is committed once every message up to it has its result
 published). On revocation, buckets holding the revoked partitions' items are flushed at
 once (the scheduler sees them as urgent); what is not settled within
-`revoke_flush_deadline_s` is dropped (the new owner reads it again) and only the settled
+`revoke_flush_deadline_s` is dropped — buffered items, and sends still in flight are
+cancelled, so no old batch reaches M2E after the new owner's — and only the settled
 prefix is committed, while the partitions are still ours. On assignment, each partition's
 end offset is noted, so its re-read items can be held until it caught up.
 """
@@ -21,6 +22,7 @@ from aiokafka.errors import KafkaError
 
 from shared.offsets import PartitionTracker
 from shared.worker.context import Context
+from shared.worker.scheduler import Scheduler
 
 log = logging.getLogger("m2e_sync.worker")
 
@@ -67,9 +69,12 @@ class Committer:
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, ctx: Context, committer: Committer, consumer: ConsumerRef) -> None:
+    def __init__(
+        self, ctx: Context, committer: Committer, scheduler: Scheduler, consumer: ConsumerRef
+    ) -> None:
         self._ctx = ctx
         self._committer = committer
+        self._scheduler = scheduler
         self._consumer = consumer
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -97,12 +102,18 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 lambda: not any(t.pending for t in trackers), deadline
             )
             await self._committer.commit(trackers)
-            dropped = self._ctx.coalescer.drop_partitions(trackers)
             for tracker in trackers:
                 tracker.alive = False
+            cancelled = await self._scheduler.abandon(trackers)
+            dropped = self._ctx.coalescer.drop_partitions(trackers)
             partitions.revoking -= trackers
-            if dropped:
-                log.warning("dropped %d buffered items of revoked partitions", dropped)
+            if dropped or cancelled:
+                log.warning(
+                    "revoked partitions: %d buffered items dropped, %d sends cancelled; "
+                    "their new owner sends them",
+                    dropped,
+                    cancelled,
+                )
         partitions.forget(revoked)
         log.info("partitions revoked: %s", _names(revoked))
 

@@ -50,6 +50,24 @@ class Poller:
             self.last_poll = self._ctx.clock()
             if batch:
                 await self.ingest(batch)
+            await self._follow_positions(consumer)
+
+    async def _follow_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """Offsets that never yield a record — transaction markers, aborted records, as any
+        transactional upstream producer leaves them — are passed by the consumer's position
+        alone: it says when a partition caught up with its end at assignment (so its held
+        items go), and, once nothing of the partition is pending, what may be committed."""
+        partitions = self._ctx.partitions
+        for tp in consumer.assignment():
+            tracker = partitions.tracker(tp)
+            if tracker.hold_until is None and tracker.pending:
+                continue  # the common case: records, their own offsets, will do
+            position = await consumer.position(tp)
+            held = tracker.hold_until is not None
+            tracker.caught_up(position - 1)
+            tracker.idle_at(position)
+            if held and tracker.hold_until is None:
+                self._ctx.signals.wake.set()
 
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
         unsettled = self._ctx.partitions.unsettled

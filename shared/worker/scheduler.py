@@ -25,6 +25,7 @@ import random
 
 from shared.coalescer import Bucket, BucketKey, Pending
 from shared.m2e.client import M2EClient, TransientFailure, Unauthorized, UnknownAccount
+from shared.offsets import PartitionTracker
 from shared.worker.context import Context
 from shared.worker.settle import Settler
 
@@ -40,6 +41,7 @@ class Scheduler:
         self._settler = settler
         self.linger_s = ctx.settings.batch_linger_ms / 1000
         self.flushes: set[asyncio.Task[None]] = set()
+        self._batches: dict[asyncio.Task[None], list[Pending]] = {}  # what each flush carries
         self._in_flight: set[BucketKey] = set()
         self._not_before: dict[BucketKey, float] = {}  # back-off after a failure or a 401
         self._failures: dict[BucketKey, int] = {}  # consecutive failed sends
@@ -134,7 +136,27 @@ class Scheduler:
         batch = self._ctx.coalescer.take(bucket)
         task = asyncio.create_task(self._flush(bucket, batch))
         self.flushes.add(task)
-        task.add_done_callback(self.flushes.discard)
+        self._batches[task] = batch
+        task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        self.flushes.discard(task)
+        self._batches.pop(task, None)
+
+    async def abandon(self, trackers: set[PartitionTracker]) -> int:
+        """Cancel every send still carrying items of `trackers` (partitions revoked, their
+        flush deadline past): their new owner sends them, and an old batch must not reach
+        M2E after it — by a late success or a retry. The batches' other items are put back.
+        Returns the batches cancelled."""
+        doomed = [
+            task
+            for task, batch in self._batches.items()
+            if any(p.sources[0].tracker in trackers for p in batch)
+        ]
+        for task in doomed:
+            task.cancel()
+        await asyncio.gather(*doomed, return_exceptions=True)
+        return len(doomed)
 
     async def _flush(self, bucket: Bucket, batch: list[Pending]) -> None:
         account, operation = bucket.key.account_token, bucket.key.operation
@@ -180,6 +202,8 @@ class Scheduler:
         self._settler.succeeded()
 
     def _give_back(self, bucket: Bucket, batch: list[Pending], backoff_s: float) -> None:
+        # Items of a partition revoked meanwhile belong to its new owner: never re-sent here.
+        batch = [p for p in batch if p.sources[0].tracker.alive]
         self._ctx.coalescer.requeue(bucket, batch)
         self._not_before[bucket.key] = self._ctx.clock() + backoff_s
 

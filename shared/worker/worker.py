@@ -77,7 +77,7 @@ class Worker:
         self.scheduler = Scheduler(ctx, client, self.settler)
         self.poller = Poller(ctx, self.settler)
         self.committer = Committer(ctx, lambda: self.consumer)
-        self.rebalance = Rebalance(ctx, self.committer, lambda: self.consumer)
+        self.rebalance = Rebalance(ctx, self.committer, self.scheduler, lambda: self.consumer)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property

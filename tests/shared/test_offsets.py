@@ -49,3 +49,19 @@ def test_offsets_must_increase() -> None:
     t.add(3)
     with pytest.raises(ValueError, match="not after"):
         t.add(3)
+
+
+def test_a_tail_of_transaction_markers_is_committed_once_nothing_is_pending() -> None:
+    t = PartitionTracker("t", 0)
+    for offset in (5, 6, 7):  # 8 is a commit marker, 9..10 aborted data, 11 its marker
+        t.add(offset)
+    t.idle_at(12)
+    assert t.committable() is None  # 5..7 are pending: nothing past them may be committed
+    for offset in (5, 6, 7):
+        t.done(offset)
+    assert t.committable() == 8
+    t.idle_at(12)
+    assert t.committable() == 12
+    t.alive = False
+    t.idle_at(20)  # a revoked partition moves no more
+    assert t.committable() == 12

@@ -10,6 +10,7 @@ import httpx
 from aiokafka import ConsumerRecord, TopicPartition
 
 from services.variant_sync import VariantSync
+from shared.clock import Clock
 from shared.config import load_settings
 from shared.m2e.client import Credentials, M2EClient
 from shared.metrics import Metrics
@@ -47,7 +48,10 @@ def record(
 
 
 def worker(
-    budget: FakeLimiter | None = None, clock: HandClock | None = None, **settings: Any
+    budget: FakeLimiter | None = None,
+    clock: Clock | None = None,
+    service: VariantSync | None = None,
+    **settings: Any,
 ) -> Worker:
     s = load_settings(**{"batch_max_items": 2, **settings})
     client = M2EClient(
@@ -57,7 +61,7 @@ def worker(
         transport=httpx.MockTransport(lambda r: httpx.Response(200, json={})),
     )
     return Worker(
-        VariantSync({ACCT}),
+        service or VariantSync({ACCT}),
         s,
         client,
         NullPublisher(),

@@ -21,8 +21,12 @@ async def test_invalid_messages_are_settled_at_once() -> None:
 
 
 class RecordingConsumer:
-    def __init__(self) -> None:
+    def __init__(self, position: int = 0) -> None:
         self.calls: list[tuple[str, int]] = []
+        self.at = position
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.at
 
     def assignment(self) -> set[TopicPartition]:
         return {TP}
@@ -49,3 +53,13 @@ async def test_fetching_pauses_above_the_bound_and_resumes_below_half() -> None:
     w.poller._backpressure(consumer)  # type: ignore[arg-type]
     assert consumer.calls == [("pause", 1), ("resume", 1)]
     assert w.metrics.paused.labels("variant-sync")._value.get() == 0
+
+
+async def test_the_position_past_a_transaction_marker_releases_a_held_partition() -> None:
+    w = worker()
+    w.partitions.assigned_ends[TP] = 4  # end offset 4: offset 3 is a commit marker
+    await w.poller.ingest({TP: [record(0, "A", 1.0), record(1, "B", 1.0), record(2, "C", 1.0)]})
+    bucket = next(iter(w.coalescer))
+    assert w.scheduler._held(bucket)  # 2 + 1 < 4: the last record never reaches the end
+    await w.poller._follow_positions(RecordingConsumer(position=4))  # type: ignore[arg-type]
+    assert not w.scheduler._held(bucket)
