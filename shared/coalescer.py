@@ -30,7 +30,7 @@ class Source:
     offset: int
     key: bytes | None = None
     event_id: str | None = None
-    # The original message, kept only for services that may dead-letter at send time.
+    # The original message: a dead letter written at send time carries it.
     value: bytes | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
 

@@ -107,7 +107,9 @@ class WorkerSettings(BaseSettings):
     rate_limit_jitter_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
     rate_limit_redis_prefix: str = "m2e-sync:rl"  # Redis key prefix of the shared buckets
     redis_key_secret: SecretStr | None = None  # HMAC key of the bucket names (same everywhere)
-    expected_replicas: Annotated[int, Field(ge=1)] = 3  # degraded share = rate ÷ this
+    # Degraded share (Redis down) = rate ÷ this: every process that may share a token's
+    # budget. Default: one replica of each of the four workers (the chart sets the real sum).
+    expected_replicas: Annotated[int, Field(ge=1)] = 4
 
     # Batching and delivery
     batch_max_items: Annotated[int, Field(ge=1)] = MAX_BATCH_ITEMS
@@ -119,6 +121,7 @@ class WorkerSettings(BaseSettings):
     startup_timeout_s: Annotated[float, Field(gt=0)] = 120.0
     failure_backoff_cap_s: Annotated[float, Field(gt=0)] = 60.0
     auth_backoff_s: Annotated[float, Field(gt=0)] = 60.0
+    poison_max_attempts: Annotated[int, Field(ge=1, le=100)] = 3  # then the item goes to the DLQ
 
     # Operations
     http_host: str = "0.0.0.0"

@@ -50,8 +50,9 @@ class PartitionTracker:
         """The consumer is at `position` and nothing of this partition is pending: the
         offsets before it that yielded no record (transaction markers, aborted records)
         are done too, so the commit can reach the partition's end."""
-        if not self._order and self.alive and (self.watermark is None or position > self.watermark):
-            self.watermark = position
+        if self._order or not self.alive or position <= (self.watermark or 0):
+            return  # pending work, revoked, or nothing new (an empty partition commits nothing)
+        self.watermark = position
 
     def __repr__(self) -> str:
         return f"PartitionTracker({self.topic}[{self.partition}] watermark={self.watermark})"

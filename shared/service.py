@@ -98,7 +98,6 @@ class Service(Protocol):
     input_topic: str  # the default; KAFKA_INPUT_TOPIC overrides it
     key_field: str  # the result record's field naming the entity: "sku", "order_id", …
     merge_rules: Mapping[str, MergeRule]
-    keeps_messages: bool  # True: sources keep the original bytes (dead letters at send time)
 
     async def start(self) -> None:
         """Open the service's own resources (before the consumer starts)."""

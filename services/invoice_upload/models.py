@@ -27,7 +27,7 @@ class InvoiceEvent(BaseModel):
     shipping_id?, transaction_id?}` plus exactly one of `invoice_pdf_base64` or
     `invoice_url` (a claim check for PDFs too large for a Kafka message)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     account_token: UUID
     order_id: Key

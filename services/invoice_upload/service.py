@@ -104,7 +104,6 @@ class InvoiceUpload(Service):
     name = "invoice-upload"
     input_topic = TOPIC
     key_field = "order_id"
-    keeps_messages = True  # a URL refused at fetch time goes to the DLQ with its bytes
     merge_rules: Mapping[str, MergeRule] = {OPERATION: last_write_wins}
 
     def __init__(

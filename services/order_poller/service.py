@@ -67,7 +67,6 @@ class OrderPoller(Service):
     name = "order-poller"
     input_topic = TOPIC
     key_field = "poll"  # results name the poll: "channel:account_token"
-    keeps_messages = False
     merge_rules: Mapping[str, MergeRule] = {OPERATION: merge_ticks}
 
     def __init__(

@@ -28,7 +28,7 @@ def key_of(value: Mapping[str, Any]) -> str | None:
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class VariantPricing(_Event):
@@ -59,7 +59,7 @@ class ProductEvent(_Event):
 
 class _Sap(BaseModel):
     # SAP Anywhere returns many fields we do not map (tax classes, UoMs, vendors, …).
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
 
 class SapRef(_Sap):

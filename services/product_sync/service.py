@@ -85,7 +85,6 @@ class ProductSync(Service):
     name = "product-sync"
     input_topic = TOPIC
     key_field = "sku"
-    keeps_messages = False
     merge_rules: Mapping[str, MergeRule] = {OPERATION: last_write_wins}
 
     def __init__(

@@ -48,7 +48,6 @@ class VariantSync(Service):
     name = "variant-sync"
     input_topic = TOPIC
     key_field = "sku"
-    keeps_messages = False
     merge_rules: Mapping[str, MergeRule] = {OPERATION: merge_fields}
 
     def __init__(self, known_accounts: Set[str]) -> None:

@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -147,22 +147,28 @@ def parse_feedback(response: httpx.Response) -> RateFeedback:
         except ValueError:
             return None
 
-    retry_at = None
     raw = response.headers.get("X-RateLimit-Retry-After")
-    if raw:
-        try:
-            retry_at = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            try:  # some servers send seconds instead of a date
-                retry_at = time.time() + float(raw)
-            except ValueError:
-                retry_at = None
     return RateFeedback(
         limit=number("X-RateLimit-Limit"),
         remaining=number("X-RateLimit-Remaining"),
-        retry_at=retry_at,
+        retry_at=parse_retry_at(raw) if raw else None,
         throttled=response.status_code == 429,
     )
+
+
+def parse_retry_at(raw: str, now: Callable[[], float] = time.time) -> float | None:
+    """`X-RateLimit-Retry-After` as epoch seconds: an RFC 3339 date (a `z` in either case;
+    without an offset it is UTC, never the pod's local time), or seconds from now."""
+    try:
+        moment = datetime.fromisoformat(raw.strip().upper().replace("Z", "+00:00"))
+    except ValueError:
+        try:  # some servers send seconds instead of a date
+            return now() + float(raw)
+        except ValueError:
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def _errors(response: httpx.Response) -> list[ApiError]:

@@ -61,8 +61,10 @@ def optional(alias: str | None = None) -> Any:
 
 
 class _Request(BaseModel):
-    # Strict types: "12" is not a price. Unknown fields are ignored, as most APIs do.
-    model_config = ConfigDict(strict=True, extra="ignore")
+    # Strict types: "12" is not a price. Unknown fields are ignored, as most APIs do. No
+    # infinity or NaN (a JSON 1e999 is infinity): no API can take it, and JSON cannot
+    # encode it, so it would fail at send time instead of at decode. Subclasses inherit it.
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
 
 
 class NameValue(_Request):

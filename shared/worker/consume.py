@@ -90,7 +90,6 @@ class Poller:
         settled: list[Source] = []
         decode = self._ctx.service.decode
         add = self._ctx.coalescer.add
-        keep = self._ctx.service.keeps_messages
         for tp, records in batch.items():
             tracker = self._ctx.partitions.tracker(tp)
             for rec in records:
@@ -108,17 +107,10 @@ class Poller:
                     invalid += self._settler.invalid(rec, type(exc).__name__, str(exc), None, None)
                     settled.append(Source(tracker, rec.offset, rec.key))
                     continue
-                source = (
-                    Source(
-                        tracker,
-                        rec.offset,
-                        rec.key,
-                        d.event_id,
-                        rec.value,
-                        tuple(rec.headers or ()),
-                    )
-                    if keep
-                    else Source(tracker, rec.offset, rec.key, d.event_id)
+                # The original bytes stay with the item: whatever fails it at send time
+                # (a poison item, a refused invoice URL) dead-letters the message itself.
+                source = Source(
+                    tracker, rec.offset, rec.key, d.event_id, rec.value, tuple(rec.headers or ())
                 )
                 add(d.account_token, d.operation, d.key, d.payload, source)
             if records:

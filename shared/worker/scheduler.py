@@ -24,8 +24,16 @@ import math
 import random
 
 from shared.coalescer import Bucket, BucketKey, Pending
-from shared.m2e.client import M2EClient, TransientFailure, Unauthorized, UnknownAccount
+from shared.m2e.client import (
+    M2EClient,
+    M2EError,
+    TransientFailure,
+    Unauthorized,
+    UnknownAccount,
+)
 from shared.offsets import PartitionTracker
+from shared.results import ErrorInfo
+from shared.service import ItemOutcome
 from shared.worker.context import Context
 from shared.worker.settle import Settler
 
@@ -159,14 +167,24 @@ class Scheduler:
         return len(doomed)
 
     async def _flush(self, bucket: Bucket, batch: list[Pending]) -> None:
-        account, operation = bucket.key.account_token, bucket.key.operation
-        self._ctx.metrics.batch_size.labels(self._ctx.label, operation).observe(len(batch))
+        self._ctx.metrics.batch_size.labels(self._ctx.label, bucket.key.operation).observe(
+            len(batch)
+        )
         for pending in batch:
             pending.attempts += 1
         try:
-            outcomes = await self._ctx.service.send(
-                self._client, account, operation, [p.payload for p in batch]
-            )
+            await self._send_and_settle(bucket, batch)
+        finally:
+            # Only once its results are published: the bucket's next batch (a newer event
+            # for the same key among it) may not publish its results first.
+            self._in_flight.discard(bucket.key)
+            self._ctx.signals.wake.set()
+            self._ctx.signals.progress.set()
+
+    async def _send_and_settle(self, bucket: Bucket, batch: list[Pending]) -> None:
+        account, operation = bucket.key.account_token, bucket.key.operation
+        try:
+            outcomes = await self._send(account, operation, batch)
         except Unauthorized:
             self._ctx.metrics.auth_failures.labels(self._ctx.label, account).inc()
             log.error(
@@ -184,22 +202,59 @@ class Scheduler:
         except asyncio.CancelledError:
             self._give_back(bucket, batch, 0.0)
             raise
-        except Exception:
+        except Exception:  # an M2E error about the account, not its items
             log.exception("unexpected error sending a batch for account %s", account)
             self._give_back(bucket, batch, self._backoff(bucket.key))
             return
-        finally:
-            self._in_flight.discard(bucket.key)
-            self._ctx.signals.wake.set()
-            self._ctx.signals.progress.set()
         self._failures.pop(bucket.key, None)
-        if len(outcomes) != len(batch):
-            raise RuntimeError(
-                f"{self._ctx.service.name}.send returned {len(outcomes)} outcomes for {len(batch)} items"
+        done = [(p, o) for p, o in zip(batch, outcomes, strict=True) if o is not None]
+        again = [p for p, o in zip(batch, outcomes, strict=True) if o is None]
+        if again:
+            self._give_back(bucket, again, self._backoff(bucket.key))
+        if done:
+            records, sources = self._settler.results(
+                account, operation, [p for p, _ in done], [o for _, o in done]
             )
-        records, sources = self._settler.results(account, operation, batch, outcomes)
-        await self._settler.settle(records, sources)
-        self._settler.succeeded()
+            await self._settler.settle(records, sources)
+            self._settler.succeeded()
+
+    async def _send(
+        self, account: str, operation: str, batch: list[Pending]
+    ) -> list[ItemOutcome | None]:
+        """The service's send, with poison isolated. Anything but an M2E error (an encoding
+        error, a value the API cannot take, a bug) splits the batch until the items that
+        raise stand alone; the rest goes on. Such an item is tried again later (None), and
+        after POISON_MAX_ATTEMPTS goes to the DLQ with the exception's class and message.
+        M2E errors propagate: they are about the account or the API, not the items."""
+        try:
+            outcomes = await self._ctx.service.send(
+                self._client, account, operation, [p.payload for p in batch]
+            )
+            if len(outcomes) != len(batch):
+                raise RuntimeError(
+                    f"{self._ctx.service.name}.send returned {len(outcomes)} outcomes "
+                    f"for {len(batch)} items"
+                )
+            return list(outcomes)
+        except M2EError:
+            raise
+        except Exception as exc:
+            if len(batch) > 1:
+                mid = len(batch) // 2
+                left = await self._send(account, operation, batch[:mid])
+                return left + await self._send(account, operation, batch[mid:])
+            [pending] = batch
+            log.warning(
+                "item %r of account %s raised %s (attempt %d)",
+                pending.key[:100],
+                account,
+                type(exc).__name__,
+                pending.attempts,
+            )
+            if pending.attempts < self._ctx.settings.poison_max_attempts:
+                return [None]
+            error = ErrorInfo(code=type(exc).__name__, message=str(exc) or type(exc).__name__)
+            return [ItemOutcome("failed", None, error, dead_letter=True)]
 
     def _give_back(self, bucket: Bucket, batch: list[Pending], backoff_s: float) -> None:
         # Items of a partition revoked meanwhile belong to its new owner: never re-sent here.

@@ -73,6 +73,19 @@ VARIANT_UPDATES: list[Case] = [
         r"json|EOF",
     ),
     ("not JSON at all", b"BAD-V", b"\x00\x01\x02binary", r"json|invalid"),
+    # JSON's 1e999 is infinity to a float parser; no API takes it and JSON cannot send it.
+    (
+        "an infinite price",
+        b"BAD-V",
+        b'{"account_token": "%s", "sku": "BAD-V", "price": 1e999}' % ACCT_A.encode(),
+        r"price.*finite",
+    ),
+    (
+        "a NaN quantity",
+        b"BAD-V",
+        b'{"account_token": "%s", "sku": "BAD-V", "quantity": NaN}' % ACCT_A.encode(),
+        r"quantity",
+    ),
     ("a tombstone", b"BAD-V", None, r"tombstone"),
     ("a JSON array", b"BAD-V", js([variant(price=1.0)]), r"object|dict|instance"),
     ("a JSON string", b"BAD-V", js("price=1"), r"object|dict|instance"),

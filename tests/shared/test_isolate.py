@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from shared.isolate import isolate
+from shared.isolate import budget, isolate
 from shared.m2e.client import BatchRejected
 from shared.m2e.models import ApiError
 
@@ -103,3 +103,53 @@ async def test_good_items_are_never_failed_whatever_the_error_count(listed: int)
 
             failures, _ = await isolate(list(range(size)), send, use_index_hints=False)
             assert set(failures) == bad, (size, bad, sorted(failures))
+
+
+async def test_a_413_splits_the_batch_by_size_and_fails_no_item() -> None:
+    async def send(items: list[int]) -> None:
+        if len(items) > 100:  # the gateway takes at most 100 items' worth of body
+            raise BatchRejected(413, [ApiError(message="Request Entity Too Large")])
+
+    failures, requests = await isolate(list(range(500)), send)
+    assert failures == {}
+    assert requests <= 1 + 2 + 4 + 8  # halves until each part fits: 8 parts of 62-63
+
+
+async def test_a_413_fails_only_an_item_too_large_alone() -> None:
+    async def send(items: list[int]) -> None:
+        if 7 in items or len(items) > 100:
+            raise BatchRejected(413, [ApiError(message="Request Entity Too Large")])
+
+    failures, _ = await isolate(list(range(200)), send)
+    assert set(failures) == {7} and failures[7].code == "too_large"
+
+
+async def test_a_rejection_about_the_request_costs_a_bounded_number_of_requests() -> None:
+    """One generic error, no item index, every request rejected alike (an account-level
+    problem the API reports as 400): not thousands of requests."""
+
+    async def send(items: list[int]) -> None:
+        raise BatchRejected(400, [ApiError(code="bad_request", message="account suspended")])
+
+    failures, requests = await isolate(list(range(500)), send)
+    assert requests <= budget(500) == 80
+    assert set(failures) == set(range(500))
+    assert all("account suspended" in f.message for f in failures.values())
+    assert sum("named no item" in f.message for f in failures.values()) > 400
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_a_few_bad_items_behind_one_generic_error_are_still_isolated_exactly(
+    seed: int,
+) -> None:
+    import random
+
+    rng = random.Random(seed)
+    bad = set(rng.sample(range(500), rng.randint(1, 4)))
+
+    async def send(items: list[int]) -> None:
+        if any(i in bad for i in items):
+            raise BatchRejected(400, [ApiError(message="Bad Request")])
+
+    failures, requests = await isolate(list(range(500)), send)
+    assert set(failures) == bad and requests <= budget(500)

@@ -65,3 +65,9 @@ def test_a_tail_of_transaction_markers_is_committed_once_nothing_is_pending() ->
     t.alive = False
     t.idle_at(20)  # a revoked partition moves no more
     assert t.committable() == 12
+
+
+def test_an_empty_partition_commits_nothing() -> None:
+    t = PartitionTracker("t", 3)
+    t.idle_at(0)
+    assert t.committable() is None

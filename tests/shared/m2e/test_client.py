@@ -140,3 +140,31 @@ async def test_unknown_account_and_no_secret_in_repr() -> None:
         await client.ready_in("nobody")
     creds = Credentials({"acct": SECRET})
     assert SECRET not in repr(creds) and SECRET not in str(creds)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2027-01-15T08:00:11Z",
+        "2027-01-15T08:00:11z",  # lowercase z
+        "2027-01-15T08:00:11",  # no offset: UTC, not the pod's local time
+        "2027-01-15t08:00:11z",
+        "2027-01-15T09:00:11+01:00",
+    ],
+)
+def test_retry_after_is_read_as_utc_whatever_the_pods_timezone(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from shared.m2e.client import parse_retry_at
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")  # a pod west of UTC
+    time.tzset()
+    try:
+        assert parse_retry_at(raw) == 1_800_000_011.0  # 2027-01-15T08:00:11Z
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert parse_retry_at("2.5", now=lambda: 100.0) == 102.5
+    assert parse_retry_at("soon") is None

@@ -51,6 +51,7 @@ def worker(
     budget: FakeLimiter | None = None,
     clock: Clock | None = None,
     service: VariantSync | None = None,
+    publisher: Publisher | None = None,
     **settings: Any,
 ) -> Worker:
     s = load_settings(**{"batch_max_items": 2, **settings})
@@ -64,7 +65,7 @@ def worker(
         service or VariantSync({ACCT}),
         s,
         client,
-        NullPublisher(),
+        publisher or NullPublisher(),
         Metrics("variant-sync"),
         clock=clock or HandClock(),
     )

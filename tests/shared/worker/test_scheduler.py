@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+from typing import Any
 
 from shared.coalescer import Bucket
 from shared.worker import Worker
 
-from .helpers import TP, FakeLimiter, HandClock, record, worker
+from .helpers import TP, FakeLimiter, HandClock, NullPublisher, record, worker
 
 
 def setup(**settings: object) -> tuple[Worker, FakeLimiter, HandClock]:
@@ -115,3 +117,31 @@ async def test_a_sent_batch_takes_one_token_from_the_client_not_the_scheduler() 
     await asyncio.gather(*w.scheduler.flushes)
     assert budget.taken == 1 and len(budget.asked) == 1
     assert w.partitions.trackers[TP].committable() == 2
+
+
+async def test_a_newer_batch_for_a_key_waits_until_the_older_ones_results_are_published() -> None:
+    class SlowPublisher(NullPublisher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = asyncio.Event()
+
+        async def publish(self, records: Any) -> None:
+            await self.release.wait()
+            await super().publish(records)
+
+    publisher = SlowPublisher()
+    budget, clock = FakeLimiter(), HandClock()
+    w = worker(budget, clock, publisher=publisher, batch_max_items=1)
+    await w.poller.ingest({TP: [record(0, "A", 1.0)]})
+    bucket = only_bucket(w)
+    await w.scheduler._consider(bucket, clock.now)
+    await asyncio.sleep(0.01)  # sent; its results are being published
+    await w.poller.ingest({TP: [record(1, "A", 2.0)]})
+    await w.scheduler._consider(bucket, clock.now + 10)
+    assert "A" in bucket.items  # not sent: the first batch's results are not out yet
+    publisher.release.set()
+    await asyncio.gather(*w.scheduler.flushes)
+    await w.scheduler._consider(bucket, clock.now + 10)
+    await asyncio.gather(*w.scheduler.flushes)
+    offsets = [json.loads(r.value)["source"]["offset"] for r in publisher.published]
+    assert offsets == [0, 1]
