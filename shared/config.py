@@ -115,6 +115,9 @@ class WorkerSettings(BaseSettings):
     batch_max_items: Annotated[int, Field(ge=1)] = MAX_BATCH_ITEMS
     batch_linger_ms: Annotated[int, Field(ge=0)] = 1000
     max_pending_items: Annotated[int, Field(ge=1)] = 50_000
+    # Bytes of unsettled messages (each is held about twice: its bytes and its decoded
+    # item), so 64 MiB keeps a worker well inside the chart's 256 Mi memory limit.
+    max_pending_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     commit_interval_ms: Annotated[int, Field(ge=10)] = 1000
     revoke_flush_deadline_s: Annotated[float, Field(ge=0)] = 10.0
     shutdown_grace_s: Annotated[float, Field(gt=0)] = 25.0

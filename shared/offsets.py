@@ -21,10 +21,12 @@ class PartitionTracker:
     __slots__ = (
         "_done",
         "_order",
+        "_sizes",
         "alive",
         "committed",
         "hold_until",
         "partition",
+        "pending_bytes",
         "topic",
         "watermark",
     )
@@ -34,6 +36,8 @@ class PartitionTracker:
         self.partition = partition
         self._order: deque[int] = deque()  # consumed, not yet in the done prefix
         self._done: set[int] = set()
+        self._sizes: dict[int, int] = {}  # offset → bytes, of messages not done yet
+        self.pending_bytes = 0
         self.watermark: int | None = None  # next offset to commit
         self.committed: int | None = None  # last offset sent to Kafka
         self.alive = True
@@ -57,14 +61,19 @@ class PartitionTracker:
     def __repr__(self) -> str:
         return f"PartitionTracker({self.topic}[{self.partition}] watermark={self.watermark})"
 
-    def add(self, offset: int) -> None:
+    def add(self, offset: int, size: int = 0) -> None:
+        """A consumed message; `size`: its bytes, held in memory until it is done."""
         if self._order and offset <= self._order[-1]:
             raise ValueError(f"offset {offset} is not after {self._order[-1]}")
         self._order.append(offset)
+        if size:
+            self._sizes[offset] = size
+            self.pending_bytes += size
 
     def done(self, offset: int) -> None:
         if not self.alive:
             return
+        self.pending_bytes -= self._sizes.pop(offset, 0)
         self._done.add(offset)
         order, done = self._order, self._done
         while order and order[0] in done:

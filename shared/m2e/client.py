@@ -8,16 +8,9 @@ access token once (`Credentials.lookup`: an unknown account raises `UnknownAccou
 the same everywhere), and every call takes a token from that access token's limiter
 bucket first, sends the access token, and feeds the rate-limit headers back to the
 limiter. The scheduler asks it, not the limiter, when an account could send
-(`ready_in`). Exceptions:
-
-    M2EError
-     ├── UnknownAccount      no access token is configured for the account token
-     ├── Unauthorized        401: stop calling for this account
-     ├── BatchRejected       400/404 naming items: isolate them (shared.isolate)
-     └── TransientFailure    5xx, timeouts, connection errors or 429s past the retry
-                             budget: keep the items, back off, try again later
-
-Access tokens never appear in an exception, a log line or a metric.
+(`ready_in`). Its errors are one tree (shared.m2e.errors); a 2xx whose body is not the
+documented JSON is a transient failure, like a 5xx. Access tokens never appear in an
+exception, a log line or a metric.
 """
 
 from __future__ import annotations
@@ -25,59 +18,43 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 
-from shared.limiter import PUBLIC_BUCKET_KEY, Limiter, RateFeedback, bucket_id
-from shared.m2e.models import ApiError, CreateResponse, OrdersFindResponse
+from shared.limiter import Limiter
+from shared.m2e.credentials import Credentials
+from shared.m2e.errors import (
+    BatchRejected,
+    M2EError,
+    TransientFailure,
+    Unauthorized,
+    UnknownAccount,
+    api_errors,
+)
+from shared.m2e.feedback import parse_feedback, parse_retry_at
+from shared.m2e.models import CreateResponse, OrdersFindResponse
+
+__all__ = [
+    "PRODUCTION_BASE_URL",
+    "BatchRejected",
+    "CallStats",
+    "Credentials",
+    "M2EClient",
+    "M2EError",
+    "Observer",
+    "RetryPolicy",
+    "TransientFailure",
+    "Unauthorized",
+    "UnknownAccount",
+    "parse_feedback",
+    "parse_retry_at",
+]
 
 PRODUCTION_BASE_URL = "https://m2e.cloud/api/v1/api"
-
-
-class M2EError(Exception):
-    """Base of the client's errors."""
-
-
-class UnknownAccount(M2EError):
-    def __init__(self, account_token: str) -> None:
-        super().__init__(f"no access token configured for account {account_token}")
-        self.account_token = account_token
-
-
-class Unauthorized(M2EError):
-    def __init__(self, account_token: str) -> None:
-        super().__init__(f"M2E answered 401 Unauthorized for account {account_token}")
-        self.account_token = account_token
-
-
-class BatchRejected(M2EError):
-    """The API refused the request (400 or 404) and said why."""
-
-    def __init__(self, status: int, errors: list[ApiError]) -> None:
-        text = "; ".join(e.message for e in errors[:3]) or f"HTTP {status}"
-        super().__init__(f"M2E rejected the request ({status}): {text}")
-        self.status = status
-        self.errors = errors
-
-    def item_errors(self, size: int) -> dict[int, ApiError]:
-        """Errors that name an item of the request by index (`data.index`)."""
-        named: dict[int, ApiError] = {}
-        for error in self.errors:
-            index = error.data.get("index") if isinstance(error.data, dict) else None
-            if isinstance(index, int) and 0 <= index < size and index not in named:
-                named[index] = error
-        return named
-
-
-class TransientFailure(M2EError):
-    def __init__(self, reason: str, attempts: int) -> None:
-        super().__init__(f"{reason} (after {attempts} attempts)")
-        self.reason = reason
-        self.attempts = attempts
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,97 +70,17 @@ class RetryPolicy:
         return float(rng() * min(self.cap_s, self.base_s * 2.0 ** (attempt - 1)))
 
 
-class Credentials(Mapping[str, str]):
-    """account token → access token. Values are secrets: never printed."""
-
-    def __init__(self, tokens: Mapping[str, str], bucket_key: bytes = PUBLIC_BUCKET_KEY) -> None:
-        self._tokens = dict(tokens)
-        self._buckets = {
-            access: bucket_id(access, bucket_key) for access in set(self._tokens.values())
-        }
-
-    def lookup(self, account_token: str) -> tuple[str, str]:
-        """(access token, limiter bucket) of an account; UnknownAccount when none is set."""
-        try:
-            access = self._tokens[account_token]
-        except KeyError:
-            raise UnknownAccount(account_token) from None
-        return access, self._buckets[access]
-
-    def __getitem__(self, account_token: str) -> str:
-        return self._tokens[account_token]
-
-    def __iter__(self) -> Any:
-        return iter(self._tokens)
-
-    def __len__(self) -> int:
-        return len(self._tokens)
-
-    def __repr__(self) -> str:
-        return f"Credentials({len(self._tokens)} accounts)"
-
-    def secrets(self) -> set[str]:
-        return set(self._tokens.values())
-
-
 @dataclass(frozen=True, slots=True)
 class CallStats:
     """What one call cost: for metrics, results and logs."""
 
     endpoint: str
-    status: int
+    status: int | str  # the HTTP status; "malformed": a 2xx whose body is not what it must be
     seconds: float
     limiter_wait_s: float
 
 
 Observer = Callable[[str, CallStats], None]  # (account_token, stats)
-
-
-def parse_feedback(response: httpx.Response) -> RateFeedback:
-    def number(name: str) -> int | None:
-        value = response.headers.get(name)
-        try:
-            return int(float(value)) if value is not None else None
-        except ValueError:
-            return None
-
-    raw = response.headers.get("X-RateLimit-Retry-After")
-    return RateFeedback(
-        limit=number("X-RateLimit-Limit"),
-        remaining=number("X-RateLimit-Remaining"),
-        retry_at=parse_retry_at(raw) if raw else None,
-        throttled=response.status_code == 429,
-    )
-
-
-def parse_retry_at(raw: str, now: Callable[[], float] = time.time) -> float | None:
-    """`X-RateLimit-Retry-After` as epoch seconds: an RFC 3339 date (a `z` in either case;
-    without an offset it is UTC, never the pod's local time), or seconds from now."""
-    try:
-        moment = datetime.fromisoformat(raw.strip().upper().replace("Z", "+00:00"))
-    except ValueError:
-        try:  # some servers send seconds instead of a date
-            return now() + float(raw)
-        except ValueError:
-            return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _errors(response: httpx.Response) -> list[ApiError]:
-    try:
-        body = response.json()
-    except ValueError:
-        return [ApiError(code=response.status_code, message=response.text[:500] or "no body")]
-    items = body if isinstance(body, list) else [body]
-    errors = []
-    for item in items:
-        try:
-            errors.append(ApiError.model_validate(item))
-        except ValueError:
-            errors.append(ApiError(code=response.status_code, message=str(item)[:500]))
-    return errors
 
 
 class M2EClient:
@@ -230,6 +127,35 @@ class M2EClient:
         params: dict[str, str] | None = None,
     ) -> httpx.Response:
         """One API call with the rate limit and the retry policy applied."""
+        response, _ = await self._exchange(account_token, method, path, json, params, None)
+        return response
+
+    async def call(
+        self,
+        account_token: str,
+        method: str,
+        path: str,
+        expect: Callable[[Any], T],
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> T:
+        """A call whose 2xx body must be JSON that `expect` accepts (it raises ValueError,
+        TypeError or KeyError otherwise). A body that is not — a gateway's HTML, a body
+        cut short, another shape — is a transient failure of that request, retried like
+        a 5xx: never taken for a success, never blamed on the items."""
+        _, value = await self._exchange(account_token, method, path, json, params, expect)
+        return cast(T, value)
+
+    async def _exchange(
+        self,
+        account_token: str,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, str] | None,
+        expect: Callable[[Any], Any] | None,
+    ) -> tuple[httpx.Response, Any]:
         access_token, bucket = self._credentials.lookup(account_token)
         endpoint = f"{method} {path}"
         failures = throttled = 0
@@ -252,30 +178,38 @@ class M2EClient:
                     raise TransientFailure(reason, failures) from None
                 await self._sleep(self._retry.delay(failures))
                 continue
-            self._observe(account_token, endpoint, response.status_code, started, waited)
             await self._limiter.feedback(bucket, parse_feedback(response))
             status = response.status_code
+            problem = None
+            if 200 <= status < 300 and expect is not None:
+                try:
+                    value = expect(response.json())
+                except (ValueError, TypeError, KeyError) as exc:
+                    problem = f"malformed body ({type(exc).__name__}) on {endpoint}"
+            self._observe(
+                account_token, endpoint, status if problem is None else "malformed", started, waited
+            )
             if status == 429:  # a shared pause is in the limiter now; not a failure
                 throttled += 1
                 if throttled > self._retry.max_throttled:
                     raise TransientFailure(f"429 on {endpoint}", failures + throttled)
                 continue
-            if status >= 500:
+            if status >= 500 or problem is not None:
                 failures += 1
                 if failures >= self._retry.attempts:
-                    raise TransientFailure(f"HTTP {status} on {endpoint}", failures)
+                    raise TransientFailure(problem or f"HTTP {status} on {endpoint}", failures)
                 await self._sleep(self._retry.delay(failures))
                 continue
             if status == 401:
                 raise Unauthorized(account_token)
             if status in (400, 404, 409, 413, 422):
-                raise BatchRejected(status, _errors(response))
+                raise BatchRejected(status, api_errors(response))
             if status >= 300:
                 raise TransientFailure(f"HTTP {status} on {endpoint}", failures + 1)
-            return response
+            return response, (value if expect is not None else None)
 
     def _observe(
-        self, account: str, endpoint: str, status: int, started: float, waited: float
+        self, account: str, endpoint: str, status: int | str, started: float, waited: float
     ) -> None:
         if self._observer is not None:
             stats = CallStats(endpoint, status, time.monotonic() - started, waited)
@@ -283,46 +217,80 @@ class M2EClient:
 
     # ------------------------------------------------------------------ endpoints
     async def create_products(self, account_token: str, products: list[dict[str, Any]]) -> int:
-        resp = await self.request(account_token, "POST", "/catalog/product/", json=products)
-        return CreateResponse.model_validate(resp.json()).count
+        created = await self.call(
+            account_token, "POST", "/catalog/product/", CreateResponse.model_validate, json=products
+        )
+        return created.count
 
     async def update_products(self, account_token: str, products: list[dict[str, Any]]) -> int:
-        resp = await self.request(
-            account_token, "PATCH", "/catalog/product/", json={"products": products}
+        return await self.call(
+            account_token,
+            "PATCH",
+            "/catalog/product/",
+            _count("updated", len(products)),
+            json={"products": products},
         )
-        return int(resp.json().get("updated", len(products)))
 
     async def delete_products(self, account_token: str, skus: list[str]) -> int:
-        resp = await self.request(
-            account_token, "DELETE", "/catalog/product/", json=[{"sku": s} for s in skus]
+        return await self.call(
+            account_token,
+            "DELETE",
+            "/catalog/product/",
+            _count("deleted", len(skus)),
+            json=[{"sku": s} for s in skus],
         )
-        return int(resp.json().get("deleted", len(skus)))
 
     async def update_variants(self, account_token: str, variants: list[dict[str, Any]]) -> int:
-        resp = await self.request(
-            account_token, "PATCH", "/catalog/product/variant/", json={"variants": variants}
+        return await self.call(
+            account_token,
+            "PATCH",
+            "/catalog/product/variant/",
+            _count("updated", len(variants)),
+            json={"variants": variants},
         )
-        return int(resp.json().get("updated", len(variants)))
 
     async def find_products(
         self, account_token: str, skus: list[str], *, offset: int = 0, limit: int = 500
     ) -> dict[str, Any]:
         body = {"filters": {"sku": skus}, "_result": {"offset": offset, "limit": limit}}
-        resp = await self.request(account_token, "POST", "/catalog/product/find/", json=body)
-        result: dict[str, Any] = resp.json()
-        return result
+        return await self.call(account_token, "POST", "/catalog/product/find/", _listing, json=body)
 
     async def find_orders(
         self, account_token: str, channel: str, body: dict[str, Any]
     ) -> OrdersFindResponse:
-        resp = await self.request(
+        return await self.call(
             account_token,
             "POST",
             "/order/find/",
+            OrdersFindResponse.model_validate,
             json=body,
             params={"channel": channel, "account_token": account_token},
         )
-        return OrdersFindResponse.model_validate(resp.json())
 
     async def upload_invoice(self, account_token: str, invoice: dict[str, Any]) -> None:
-        await self.request(account_token, "POST", "/order/invoice/", json=invoice)
+        await self.call(account_token, "POST", "/order/invoice/", _object, json=invoice)
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise TypeError(f"a JSON object was expected, not {type(body).__name__}")
+    return body
+
+
+def _count(key: str, default: int) -> Callable[[Any], int]:
+    """`{key: n}` (n items done); a body without the key counts every item."""
+
+    def check(body: Any) -> int:
+        value = _object(body).get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{key} is not a count")
+        return value
+
+    return check
+
+
+def _listing(body: Any) -> dict[str, Any]:
+    found = _object(body)
+    if not isinstance(found.get("list"), list):
+        raise TypeError("the body has no list")
+    return found

@@ -3,7 +3,9 @@
 It never waits for the API or the limiter, so `max.poll.interval` is never at risk.
 Each record is decoded and validated by the service; an invalid one is settled at once
 (dead letter and `failed` result) and consumption goes on. Fetching pauses while more
-than `max_pending_items` messages are unsettled and resumes below half of it.
+than `max_pending_items` messages, or more than `max_pending_bytes` of them, are
+unsettled, and resumes below half of both: memory is bounded in bytes too, so a worker
+holding large inline invoices pauses long before its pod's memory limit.
 """
 
 from __future__ import annotations
@@ -70,19 +72,23 @@ class Poller:
                 self._ctx.signals.wake.set()
 
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        unsettled = self._ctx.partitions.unsettled
-        bound = self._ctx.settings.max_pending_items
-        if unsettled >= bound:
+        partitions, s = self._ctx.partitions, self._ctx.settings
+        bounds = (s.max_pending_items, s.max_pending_bytes)
+        if partitions.full(*bounds):
             consumer.pause(*consumer.assignment())  # also covers newly assigned partitions
             if not self.paused:
                 self.paused = True
                 self._ctx.metrics.paused.labels(self._ctx.label).set(1)
-                log.info("fetching paused: %d unsettled messages", unsettled)
-        elif self.paused and unsettled <= bound // 2:
+                log.info(
+                    "fetching paused: %d unsettled messages, %d bytes",
+                    partitions.unsettled,
+                    partitions.unsettled_bytes,
+                )
+        elif self.paused and partitions.below_half(*bounds):
             consumer.resume(*consumer.assignment())
             self.paused = False
             self._ctx.metrics.paused.labels(self._ctx.label).set(0)
-            log.info("fetching resumed: %d unsettled messages", unsettled)
+            log.info("fetching resumed: %d unsettled messages", partitions.unsettled)
 
     async def ingest(self, batch: Mapping[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         """Decode and buffer one poll's records; settle the invalid ones at once."""
@@ -93,7 +99,7 @@ class Poller:
         for tp, records in batch.items():
             tracker = self._ctx.partitions.tracker(tp)
             for rec in records:
-                tracker.add(rec.offset)
+                tracker.add(rec.offset, len(rec.value or b"") + len(rec.key or b""))
                 try:
                     d = decode(rec.key, rec.value, rec.headers)
                 except InvalidMessage as exc:

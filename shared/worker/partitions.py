@@ -41,5 +41,17 @@ class Partitions:
         return sum(t.pending for t in self.trackers.values())
 
     @property
+    def unsettled_bytes(self) -> int:
+        """Bytes of the messages not settled yet: what the buffers hold in memory."""
+        return sum(t.pending_bytes for t in self.trackers.values())
+
+    def full(self, max_items: int, max_bytes: int) -> bool:
+        """At the memory bound: too many messages unsettled, or too many bytes."""
+        return self.unsettled >= max_items or self.unsettled_bytes >= max_bytes
+
+    def below_half(self, max_items: int, max_bytes: int) -> bool:
+        return self.unsettled <= max_items // 2 and self.unsettled_bytes <= max_bytes // 2
+
+    @property
     def catching_up(self) -> bool:
         return any(t.hold_until is not None for t in self.trackers.values())

@@ -120,7 +120,9 @@ class Scheduler:
         partitions = self._ctx.partitions
         if not partitions.catching_up:
             return False
-        if partitions.unsettled >= self._ctx.settings.max_pending_items:
+        if partitions.full(
+            self._ctx.settings.max_pending_items, self._ctx.settings.max_pending_bytes
+        ):
             return False
         return any(p.sources[0].tracker.hold_until is not None for p in bucket.items.values())
 

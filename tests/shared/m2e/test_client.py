@@ -168,3 +168,52 @@ def test_retry_after_is_read_as_utc_whatever_the_pods_timezone(
         time.tzset()
     assert parse_retry_at("2.5", now=lambda: 100.0) == 102.5
     assert parse_retry_at("soon") is None
+
+
+MISBEHAVING = [
+    ("HTML 502 from a load balancer", 502, b"<html><body>Bad Gateway</body></html>", "text/html"),
+    ("HTML 503", 503, b"<html>Service Unavailable</html>", "text/html"),
+    ("a 200 that is not JSON", 200, b"<html>OK</html>", "text/html"),
+    ("a 200 cut short", 200, b'{"updated": 4', "application/json"),
+    ("a 200 of another shape", 200, b'["updated", 4]', "application/json"),
+    ("a 200 with a count that is not one", 200, b'{"updated": "all"}', "application/json"),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "status", "body", "kind"), MISBEHAVING, ids=[m[0] for m in MISBEHAVING]
+)
+async def test_a_misbehaving_gateway_is_a_transient_failure_never_an_ok(
+    why: str, status: int, body: bytes, kind: str
+) -> None:
+    calls: list[int] = []
+    seen: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(status, content=body, headers={"content-type": kind})
+
+    client, _, sleeps = make(handler, attempts=3)
+    client._observer = lambda account, stats: seen.append(stats.status)
+    with pytest.raises(TransientFailure):
+        await client.update_variants("acct", [{"sku": "a"}])
+    assert len(calls) == 3 and len(sleeps) == 2, why  # retried with back-off
+    assert seen == ([status] * 3 if status >= 500 else ["malformed"] * 3)  # metrics say which
+
+
+async def test_garbage_rate_limit_headers_are_ignored_not_fatal() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={"updated": 1},
+            headers={
+                "X-RateLimit-Limit": "lots",
+                "X-RateLimit-Remaining": "-",
+                "X-RateLimit-Retry-After": "tomorrow-ish",
+            },
+        )
+
+    client, limiter, _ = make(handler)
+    assert await client.update_variants("acct", [{"sku": "a"}]) == 1
+    fb = limiter.feedback_seen[0]
+    assert fb.limit is None and fb.remaining is None and fb.retry_at is None

@@ -15,6 +15,7 @@ from shared.config import load_settings
 from shared.m2e.client import Credentials, M2EClient
 from shared.metrics import Metrics
 from shared.results import Publisher
+from shared.service import Service
 from shared.worker import Worker
 from tests.shared.fakes import FakeLimiter
 
@@ -50,7 +51,7 @@ def record(
 def worker(
     budget: FakeLimiter | None = None,
     clock: Clock | None = None,
-    service: VariantSync | None = None,
+    service: Service | None = None,
     publisher: Publisher | None = None,
     **settings: Any,
 ) -> Worker:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from .helpers import TP, NullPublisher, record, worker
+from .helpers import ACCT, TP, NullPublisher, record, worker
 
 
 async def test_invalid_messages_are_settled_at_once() -> None:
@@ -63,3 +63,41 @@ async def test_the_position_past_a_transaction_marker_releases_a_held_partition(
     assert w.scheduler._held(bucket)  # 2 + 1 < 4: the last record never reaches the end
     await w.poller._follow_positions(RecordingConsumer(position=4))  # type: ignore[arg-type]
     assert not w.scheduler._held(bucket)
+
+
+async def test_memory_is_bounded_in_bytes_not_only_in_messages() -> None:
+    """Four 1 MB inline invoices are far below 50,000 messages, and far above the bytes
+    a 256 Mi pod can hold a hundred of: fetching pauses on bytes."""
+    import base64
+    import json
+
+    from aiokafka import ConsumerRecord
+
+    from services.invoice_upload import FetchPolicy, InvoiceUpload, MemoryLedger, SafeFetcher
+
+    service = InvoiceUpload({ACCT}, SafeFetcher(FetchPolicy()), MemoryLedger(), 2)
+    w = worker(service=service, max_pending_bytes=5_000_000)
+    pdf = base64.b64encode(b"%PDF-1.7\n" + b"0" * 1_000_000).decode()
+    tp = TopicPartition("invoice-uploads", 0)
+    records = []
+    for i in range(4):
+        value = json.dumps(
+            {
+                "account_token": ACCT,
+                "order_id": f"O{i}",
+                "invoice_number": "I",
+                "invoice_pdf_base64": pdf,
+            }
+        ).encode()
+        records.append(
+            ConsumerRecord(tp.topic, 0, i, 0, 0, b"O%d" % i, value, None, 2, len(value), [])
+        )
+    await w.poller.ingest({tp: records})
+    assert w.partitions.unsettled == 4 and w.partitions.unsettled_bytes > 5_000_000
+    consumer = RecordingConsumer()
+    w.poller._backpressure(consumer)  # type: ignore[arg-type]
+    assert consumer.calls == [("pause", 1)]
+    for i in range(3):
+        w.partitions.trackers[tp].done(i)
+    w.poller._backpressure(consumer)  # type: ignore[arg-type]
+    assert consumer.calls == [("pause", 1), ("resume", 1)]  # 1.3 MB left: below half

@@ -63,3 +63,19 @@ async def test_messages_retried_forever_no_longer() -> None:
     assert result["status"] == "failed" and result["attempts"] == 3
     assert w.coalescer.size == 0 and w.partitions.trackers[TP].committable() == 4
     assert sum(s == ["POISON"] for s in service.sent) == 3  # bounded: three tries alone
+
+
+async def test_a_misbehaving_api_is_never_taken_for_poison() -> None:
+    from shared.m2e.client import TransientFailure
+
+    class Gateway(VariantSync):
+        async def send(self, *args: Any) -> list[ItemOutcome]:
+            raise TransientFailure("malformed body (JSONDecodeError) on PATCH /x", 5)
+
+    w = worker(service=Gateway({ACCT}), batch_max_items=4, poison_max_attempts=1)
+    await w.poller.ingest({TP: [record(i, s, 1.0) for i, s in enumerate("ABCD")]})
+    for _ in range(5):
+        await flush_all(w, 1000.0)
+    publisher = w.publisher
+    assert isinstance(publisher, NullPublisher) and publisher.published == []  # no DLQ
+    assert w.coalescer.size == 4  # kept, to be tried again
