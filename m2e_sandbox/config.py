@@ -47,17 +47,22 @@ class FaultConfig(_Config):
     timeout_rate: Rate = 0.0  # hold the request, then close without a response
     reset_rate: Rate = 0.0  # reset the connection (TCP RST)
     timeout_hold_s: Annotated[float, Field(gt=0)] = 30.0
+    # What misbehaving gateways do: an HTML 502/503 from a load balancer (the request never
+    # reached the API), a 200 whose body is not JSON or cut short (the request was applied),
+    # and rate-limit headers with garbage values.
+    html_error_rate: Rate = 0.0
+    malformed_body_rate: Rate = 0.0
+    truncated_body_rate: Rate = 0.0
+    bad_ratelimit_headers_rate: Rate = 0.0
     seed: int | None = None  # a seed makes each (token, route)'s fault sequence repeatable
 
     @model_validator(mode="after")
     def _shares_fit(self) -> FaultConfig:
         # Each request meets at most one fault: the rates are shares of one draw.
-        total = self.error_rate + self.throttle_rate + self.timeout_rate + self.reset_rate
+        rates = [name for name in type(self).model_fields if name.endswith("_rate")]
+        total = sum(getattr(self, name) for name in rates)
         if total > 1.0 + 1e-9:
-            raise ValueError(
-                "error_rate + throttle_rate + timeout_rate + reset_rate must not exceed 1"
-                f" (they add up to {total:g})"
-            )
+            raise ValueError(f"{' + '.join(rates)} must not exceed 1 (they add up to {total:g})")
         return self
 
 

@@ -1,7 +1,8 @@
 """Which injected fault, if any, a request gets.
 
 One draw per API request decides it: the rates are shares of requests, stacked in the
-order reset, timeout, throttle, error. With a seed, every (access token, route) has its
+order reset, timeout, throttle, error, then the misbehaving gateway's HTML error,
+malformed body, truncated body and garbage rate-limit headers. With a seed, every (access token, route) has its
 own random stream, so the n-th request a client makes to a route meets the same fault in
 every run, however its requests interleave with other routes and other tokens.
 """
@@ -19,6 +20,10 @@ class Fault(Enum):
     TIMEOUT = "timeout"  # held for timeout_hold_s, then closed with no response
     THROTTLE = "throttle"  # 429 whatever the budget
     ERROR = "error"  # 500, after the rate limit counted the request
+    HTML = "html"  # 502/503 with an HTML page, as a load balancer answers; never reached the API
+    MALFORMED = "malformed"  # the request is applied; the 200's body is not JSON
+    TRUNCATED = "truncated"  # the request is applied; the body is cut short, the connection closed
+    BAD_HEADERS = "bad_headers"  # rate-limit headers with garbage values
 
 
 def pick(config: FaultConfig, draw: float) -> Fault | None:
@@ -29,6 +34,10 @@ def pick(config: FaultConfig, draw: float) -> Fault | None:
         (Fault.TIMEOUT, config.timeout_rate),
         (Fault.THROTTLE, config.throttle_rate),
         (Fault.ERROR, config.error_rate),
+        (Fault.HTML, config.html_error_rate),
+        (Fault.MALFORMED, config.malformed_body_rate),
+        (Fault.TRUNCATED, config.truncated_body_rate),
+        (Fault.BAD_HEADERS, config.bad_ratelimit_headers_rate),
     ):
         edge += rate
         if draw < edge:

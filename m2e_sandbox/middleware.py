@@ -112,6 +112,13 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return web.json_response(
             [api_error("too_many_requests", "Too many requests.")], status=429, headers=headers
         )
+    if fault is Fault.HTML:  # a load balancer's page: the API never saw the request
+        sandbox.stats.record(sandbox.clock(), name, route, 502, 0)
+        return web.Response(
+            status=502,
+            body=b"<html><head><title>502 Bad Gateway</title></head><body>Bad Gateway</body></html>",
+            content_type="text/html",
+        )
     decision = sandbox.limiter.hit(user.config.access_token)
     headers = rate_headers(decision)
     if not decision.allowed:
@@ -130,11 +137,30 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response = error_response(exc.status, exc.errors)
     except web.HTTPException as exc:  # unknown path, wrong method
         response = error_response(exc.status, [api_error(str(exc.status), exc.reason)])
+    if fault is Fault.BAD_HEADERS:
+        headers = {k: v for k, v in zip(headers, ("lots", "-", "tomorrow-ish"), strict=False)}
     response.headers.update(headers)
     sandbox.stats.record(
         sandbox.clock(), name, route, response.status, request.get(ITEMS, 0), decision.window_start
     )
+    if fault is Fault.MALFORMED and isinstance(response, web.Response):
+        # Applied, but what comes back is a gateway's page, not the API's JSON.
+        return web.Response(
+            status=response.status, body=b"<html><body>OK</body></html>", content_type="text/html"
+        )
+    if fault is Fault.TRUNCATED and isinstance(response, web.Response) and response.body:
+        await _truncate(request, response)
     return response
+
+
+async def _truncate(request: web.Request, response: web.Response) -> None:
+    """Send half the body under the whole body's Content-Length, then drop the connection."""
+    body = bytes(response.body)  # type: ignore[arg-type]
+    cut = web.StreamResponse(status=response.status, headers=response.headers)
+    cut.content_length = len(body)
+    await cut.prepare(request)
+    await cut.write(body[: len(body) // 2])
+    await _abort_connection(request)
 
 
 @web.middleware

@@ -18,6 +18,7 @@ from .harness import (
     CREDENTIALS,
     TOKEN_A,
     create_topics,
+    produce,
     read_all,
     sandbox_config,
     update,
@@ -62,3 +63,55 @@ async def test_a_partition_whose_tail_is_a_transaction_marker_releases_its_items
     finally:
         await parts.worker.stop()
     assert all(sandbox.variant(TOKEN_A, s)["price"] == 9.25 for s in skus)  # type: ignore[index]
+
+
+async def test_a_misbehaving_gateway_never_loses_an_update_nor_fakes_an_ok(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path
+) -> None:
+    """HTML 502s, 200s whose body is a gateway's page or cut short, garbage rate-limit
+    headers: half the requests. Every update still lands, each result is an honest ok,
+    nothing goes to the DLQ as poison."""
+    faults = {
+        "html_error_rate": 0.15,
+        "malformed_body_rate": 0.15,
+        "truncated_body_rate": 0.1,
+        "bad_ratelimit_headers_rate": 0.1,
+        "seed": 5,
+    }
+    sandbox = await sandbox_server(sandbox_config(faults=faults))
+    skus = [f"MB{i:03d}" for i in range(200)]
+    await sandbox.seed_variants(TOKEN_A, skus)
+    topic = await create_topics(bootstrap_servers, "variant-updates")
+    await produce(
+        bootstrap_servers,
+        topic,
+        [update(ACCT_A, s, price=float(i + 1)) for i, s in enumerate(skus)],
+    )
+    settings = worker_settings(
+        bootstrap_servers,
+        sandbox.base_url,
+        topic,
+        tmp_path,
+        batch_max_items=20,
+        m2e_retry_attempts=10,
+        m2e_retry_base_s=0.01,
+        m2e_retry_cap_s=0.05,
+        failure_backoff_cap_s=0.5,
+    )
+    parts = build_parts(VariantSync(set(CREDENTIALS)), settings)
+    await parts.worker.start()
+    try:
+        results = await read_all(bootstrap_servers, f"{topic}.results", len(skus), timeout_s=60)
+        await wait_all_committed(bootstrap_servers, settings.kafka_group_id, topic, timeout_s=30)
+    finally:
+        await parts.worker.stop()
+    assert sorted(json.loads(r.value)["status"] for r in results) == ["ok"] * len(skus)
+    assert await read_all(bootstrap_servers, f"{topic}.dlq", 1, timeout_s=2) == []
+    for i, sku in enumerate(skus):
+        assert sandbox.variant(TOKEN_A, sku)["price"] == float(i + 1)  # type: ignore[index]
+    codes = {code for r in sandbox.requests() for code in [r["status"]]}
+    assert {502, 200} <= codes  # the faults did happen
+    malformed = parts.metrics.api_requests.labels(
+        "variant-sync", ACCT_A, "PATCH /catalog/product/variant/", "malformed"
+    )._value.get()
+    assert malformed > 0

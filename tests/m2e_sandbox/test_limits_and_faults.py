@@ -278,3 +278,36 @@ async def test_deeply_nested_json_is_a_400_not_a_500(api: Api) -> None:
         headers={"access-token": TOKEN, "content-type": "application/json"},
     )
     assert resp.status_code == 400 and "nested" in resp.json()[0]["message"]
+
+
+async def test_misbehaving_gateway_faults(api: Api) -> None:
+    body = {"variants": [{"sku": "SKU-1", "price": 5.0}]}
+    await api.call("POST", "/catalog/product/", [{"sku": "P1", "status": 1, "is_simple": True, "currency": "EUR", "title": "t", "images": [], "variants": [{"sku": "SKU-1", "barcode": None, "price": 1.0, "quantity": 1}]}])  # fmt: skip
+
+    await api.admin("PUT", "/faults", {"html_error_rate": 1.0})
+    html = await api.call("PATCH", "/catalog/product/variant/", body)
+    assert html.status_code == 502 and html.headers["content-type"].startswith("text/html")
+    assert api.sandbox.users[TOKEN].catalog.get("P1")["variants"][0]["price"] == 1.0  # type: ignore[index]
+
+    await api.admin("PUT", "/faults", {"html_error_rate": 0.0, "malformed_body_rate": 1.0})
+    malformed = await api.call("PATCH", "/catalog/product/variant/", body)
+    assert malformed.status_code == 200
+    with pytest.raises(ValueError):
+        malformed.json()
+    assert api.sandbox.users[TOKEN].catalog.get("P1")["variants"][0]["price"] == 5.0  # type: ignore[index]
+
+    await api.admin("PUT", "/faults", {"malformed_body_rate": 0.0, "truncated_body_rate": 1.0})
+    with pytest.raises(httpx.TransportError):  # cut short, then closed
+        await api.call("PATCH", "/catalog/product/variant/", body)
+
+    await api.admin(
+        "PUT", "/faults", {"truncated_body_rate": 0.0, "bad_ratelimit_headers_rate": 1.0}
+    )
+    garbage = await api.call("PATCH", "/catalog/product/variant/", body)
+    assert garbage.status_code == 200 and garbage.json() == {"updated": 1}
+    assert garbage.headers["X-RateLimit-Limit"] == "lots"
+
+
+def test_fault_rates_above_one_in_all_are_refused_naming_them() -> None:
+    with pytest.raises(ValueError, match="html_error_rate"):
+        FaultConfig(error_rate=0.5, malformed_body_rate=0.6)
