@@ -77,7 +77,7 @@ class Poller:
         if partitions.full(*bounds):
             consumer.pause(*consumer.assignment())  # also covers newly assigned partitions
             if not self.paused:
-                self.paused = True
+                self.paused = partitions.fetching_paused = True
                 self._ctx.metrics.paused.labels(self._ctx.label).set(1)
                 log.info(
                     "fetching paused: %d unsettled messages, %d bytes",
@@ -86,7 +86,7 @@ class Poller:
                 )
         elif self.paused and partitions.below_half(*bounds):
             consumer.resume(*consumer.assignment())
-            self.paused = False
+            self.paused = partitions.fetching_paused = False
             self._ctx.metrics.paused.labels(self._ctx.label).set(0)
             log.info("fetching resumed: %d unsettled messages", partitions.unsettled)
 

@@ -20,6 +20,7 @@ class Partitions:
         self.trackers: dict[TopicPartition, PartitionTracker] = {}
         self.assigned_ends: dict[TopicPartition, int] = {}  # end offsets at assignment
         self.revoking: set[PartitionTracker] = set()
+        self.fetching_paused = False  # backpressure: no partition is being read
 
     def tracker(self, tp: TopicPartition) -> PartitionTracker:
         tracker = self.trackers.get(tp)

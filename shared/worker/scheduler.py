@@ -115,10 +115,12 @@ class Scheduler:
         return now
 
     def _held(self, bucket: Bucket) -> bool:
-        """Items of partitions still catching up after an assignment wait (within the
-        memory bound) so that re-read older updates merge with their newer successors."""
+        """Items of partitions still catching up after an assignment wait, so that re-read
+        older updates merge with their newer successors — but never while fetching is
+        paused or at the memory bound: the partition cannot catch up then, and holding
+        would stop both reading and sending."""
         partitions = self._ctx.partitions
-        if not partitions.catching_up:
+        if not partitions.catching_up or partitions.fetching_paused:
             return False
         if partitions.full(
             self._ctx.settings.max_pending_items, self._ctx.settings.max_pending_bytes

@@ -102,6 +102,19 @@ async def test_items_of_a_partition_catching_up_are_held_until_it_caught_up() ->
     assert {k: p.payload["price"] for k, p in bucket.items.items()} == {"A": 2.0, "B": 3.0}
 
 
+async def test_a_hold_never_outlasts_a_pause_of_fetching() -> None:
+    """Paused at the bound, some items settle: below the bound but above the resume
+    point, a hold would stop sending while fetching stays paused — a deadlock."""
+    from .test_consume import RecordingConsumer
+
+    w, _budget, _clock = setup(max_pending_items=4, batch_max_items=1)
+    w.partitions.assigned_ends[TP] = 100  # far from caught up
+    await w.poller.ingest({TP: [record(i, f"S{i}", 1.0) for i in range(4)]})
+    w.poller._backpressure(RecordingConsumer())  # type: ignore[arg-type]
+    w.partitions.trackers[TP].done(0)  # 3 unsettled: under 4, over the resume point 2
+    assert not w.scheduler._held(next(iter(w.coalescer)))
+
+
 async def test_the_memory_bound_wins_over_a_hold() -> None:
     w, _budget, _clock = setup(max_pending_items=2)
     w.partitions.assigned_ends[TP] = 100
