@@ -8,7 +8,11 @@ which fails 10 % of calls with a 500, 5 % with a 429, 1 % by holding the request
 the client times out and 1 % by resetting the connection. While the events are produced
 over `--seconds`: a worker is SIGKILLed `--kills` times (a new one takes its place), the
 Kafka broker restarts once (at 40 %), and Redis is SIGKILLed once (at 60 %) and comes
-back 5 s later. One event in 997 is invalid (a negative price, its own SKU).
+back 5 s later. At 20 % the sandbox starts holding every request longer than
+REVOKE_FLUSH_DEADLINE_S while a fourth replica joins and, two seconds after it is ready,
+leaves: two rebalances whose revoked partitions have sends in flight, which must be
+cancelled, not re-sent after the new owner's. One event in 997 is invalid (a negative
+price, its own SKU).
 
 Checked at the end, against what the input topic holds:
 - no item lost: every SKU's price and quantity in the sandbox equal the last valid
@@ -26,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import sys
 import tempfile
 import time
@@ -59,6 +64,8 @@ from tests.integration.harness import (
 )
 
 TOKENS = {ACCT_A: TOKEN_A, ACCT_B: TOKEN_B}
+REVOKE_FLUSH_DEADLINE_S = 0.5
+SLOW_API_MS = 1200  # longer than the revoke deadline, shorter than M2E_TIMEOUT_S
 
 
 def events_for(n: int, skus: dict[str, list[str]], seed: int) -> list[tuple[bytes, bytes]]:
@@ -123,6 +130,7 @@ async def run(
     seed: int = 7,
     say: Any = print,
     faults: FaultConfig | None = None,
+    rebalance: bool = True,
 ) -> dict[str, Any]:
     stack = devstack.StackSettings()
     sandbox = SandboxServer(sandbox_config(requests=600, period_s=1.0))
@@ -134,17 +142,15 @@ async def run(
         skus = {a: [f"{a[-2:]}-{i:05d}" for i in range(skus_per_account)] for a in TOKENS}
         for account, token in TOKENS.items():
             await sandbox.seed_variants(token, skus[account], per_product=100)
-        sandbox.sandbox.set_faults(
-            faults
-            or FaultConfig(
-                error_rate=0.10,
-                throttle_rate=0.05,
-                timeout_rate=0.01,
-                reset_rate=0.01,
-                timeout_hold_s=3.0,
-                seed=seed,
-            )
+        faults = faults or FaultConfig(
+            error_rate=0.10,
+            throttle_rate=0.05,
+            timeout_rate=0.01,
+            reset_rate=0.01,
+            timeout_hold_s=3.0,
+            seed=seed,
         )
+        sandbox.sandbox.set_faults(faults)
         topic = await create_topics(BOOTSTRAP, "variant-updates")
         group = f"chaos-{uuid.uuid4().hex[:6]}"
         env = {
@@ -163,6 +169,7 @@ async def run(
             "BATCH_LINGER_MS": "200",
             "COMMIT_INTERVAL_MS": "200",
             "SHUTDOWN_GRACE_S": "10",
+            "REVOKE_FLUSH_DEADLINE_S": str(REVOKE_FLUSH_DEADLINE_S),
             "LOG_LEVEL": "WARNING",
         }
         spawned = 0
@@ -190,6 +197,8 @@ async def run(
             plan.append((0.4 * seconds, "broker"))
         if redis_kill:
             plan.append((0.6 * seconds, "redis"))
+        if rebalance:
+            plan.append((0.2 * seconds, "rebalance"))
         for at, what in sorted(plan):
             await asyncio.sleep(max(0.0, started + at - time.monotonic()))
             if what == "kill":
@@ -199,6 +208,24 @@ async def run(
                 spawn()
                 log.append(
                     f"{time.monotonic() - started:5.1f}s SIGKILL {victim.log_path.stem}, started a new worker"
+                )
+            elif what == "rebalance":
+                held = faults.model_copy(update={"latency_ms": SLOW_API_MS})
+                sandbox.sandbox.set_faults(held)
+                joiner = spawn()
+                t = time.monotonic()
+                # In a thread: a blocking probe would stall the sandbox, which shares this
+                # loop, and hold its requests far longer than the latency asked for.
+                while not await asyncio.to_thread(joiner.ready) and time.monotonic() - t < 30:
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(2.0)
+                joiner.signal(15)
+                await joiner.wait(60)
+                sandbox.sandbox.set_faults(faults)
+                log.append(
+                    f"{time.monotonic() - started:5.1f}s a replica joined and left while the API "
+                    f"held every request {SLOW_API_MS} ms (revoke deadline "
+                    f"{REVOKE_FLUSH_DEADLINE_S * 1000:.0f} ms)"
                 )
             elif what == "broker":
                 t = time.monotonic()
@@ -228,7 +255,11 @@ async def run(
             w.signal(15)
         exits = [await w.wait(60) for w in live]
         sandbox.sandbox.set_faults(FaultConfig())
+        cancelled = sum(
+            int(n) for w in workers for n in re.findall(r"(\d+) sends cancelled", w.log())
+        )
         return await verify(sandbox, topic, sum(ends.values()), TOKENS) | {
+            "sends_cancelled": cancelled,
             "events": events,
             "kills": kills,
             "seconds": elapsed,
@@ -304,6 +335,8 @@ def lines(r: dict[str, Any]) -> list[str]:
         f"{r['workers_started']} workers started, {r['kills']} SIGKILLed",
         f"API answers: {answers.get('200', 0):,} × 200, {answers.get('500', 0):,} × 500, "
         f"{answers.get('429', 0):,} × 429, {answers.get('0', 0):,} timeouts and resets",
+        f"sends cancelled at revocations (their partitions' new owners sent them): "
+        f"{r['sends_cancelled']}",
         f"lost items: {r['lost']}" + (f" e.g. {r['lost_examples']}" if r["lost"] else ""),
         f"inputs without a result: {r['missing_results']}",
         f"duplicate results (redelivered after kills and rebalances; at-least-once): {r['duplicate_results']:,}",
@@ -332,7 +365,9 @@ def write(r: dict[str, Any], path: Path, command: str) -> None:
         "",
         "Three variant-sync processes, a Redis budget, the sandbox failing 10 % of calls with "
         "500, 5 % with 429, 1 % with timeouts and 1 % with connection resets; workers SIGKILLed "
-        "and replaced, the broker restarted, Redis SIGKILLed and restarted (see bench/chaos.py).",
+        "and replaced, the broker restarted, Redis SIGKILLed and restarted, a replica joining "
+        "and leaving while the API held every request past the revoke deadline (see "
+        "bench/chaos.py).",
         "",
         *[f"- {line}" for line in lines(r)],
         "",

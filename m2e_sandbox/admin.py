@@ -87,6 +87,29 @@ async def admin_state(request: web.Request) -> web.Response:
     return web.json_response({"users": users})
 
 
+async def admin_access(request: web.Request) -> web.Response:
+    """`PUT /_sandbox/users/{name}/access {"revoked": true}`: the user's access token answers
+    401 until it is put back with `{"revoked": false}`, as when a merchant revokes it."""
+    sandbox = sandbox_of(request)
+    name = request.match_info["name"]
+    if name not in {u.config.name for u in sandbox.users.values()}:
+        return error_response(404, [api_error("not_found", f"no user {name!r}")])
+    try:
+        body = await read_json(request)
+    except BadRequest as exc:
+        return error_response(400, exc.errors)
+    revoked = body.get("revoked") if isinstance(body, dict) else None
+    if not isinstance(revoked, bool):
+        return error_response(
+            400, [api_error("validation_error", 'body must be {"revoked": true|false}')]
+        )
+    if revoked:
+        sandbox.revoked.add(name)
+    else:
+        sandbox.revoked.discard(name)
+    return web.json_response({"user": name, "revoked": revoked})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/_sandbox/stats", admin_stats, allow_head=False),
@@ -97,4 +120,5 @@ def routes() -> list[web.RouteDef]:
         web.put("/_sandbox/faults", admin_faults),
         web.get("/_sandbox/rate_limit", admin_current_rate_limit, allow_head=False),
         web.put("/_sandbox/rate_limit", admin_rate_limit),
+        web.put("/_sandbox/users/{name}/access", admin_access),
     ]

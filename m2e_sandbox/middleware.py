@@ -87,7 +87,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     route = route_name(request)
     token = request.headers.get("access-token")
     user = sandbox.users.get(token) if token else None
-    if user is None:
+    if user is None or user.config.name in sandbox.revoked:
         sandbox.stats.record(sandbox.clock(), None, route, 401, 0)
         return error_response(401, [api_error("unauthorized", "Unauthorized")])
     request[USER] = user

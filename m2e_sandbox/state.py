@@ -69,6 +69,7 @@ class Sandbox:
         self.clock = clock
         self.limiter = FixedWindowLimiter(config.rate_limit, clock)
         self.dice = FaultDice(config.faults)
+        self.revoked: set[str] = set()  # users whose access token answers 401 (a reset keeps it)
         self.reset()
 
     def reset(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from services import invoice_upload, order_poller, product_sync, variant_sync
 from services.spec import ServiceSpec
-from shared.topics import TopicSpec, dlq_topic, results_topic
+from shared.topics import TopicSpec, dlq_topic, results_topic, retry_topic
 
 SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
@@ -24,11 +24,13 @@ def for_topic(topic: str) -> ServiceSpec | None:
 
 
 def all_topics() -> list[TopicSpec]:
-    """Every topic the stack creates: inputs, their results and DLQs, and what services write."""
+    """Every topic the stack creates: inputs, their results, DLQs and retry topics, and what
+    services write."""
     inputs = [spec.topic for spec in SERVICES.values()]
     specs = [TopicSpec(t) for t in inputs]
     specs += [TopicSpec(results_topic(t)) for t in inputs]
     specs += [TopicSpec(dlq_topic(t)) for t in inputs]
+    specs += [TopicSpec(retry_topic(t)) for t in inputs]
     for spec in SERVICES.values():
         specs += spec.outputs
     return specs

@@ -175,6 +175,13 @@ def create_app(
         description="Original bytes of messages that could not be processed; "
         "headers error.class, error.message, source.topic/partition/offset.",
     )
+    broker.publisher(
+        worker.parker.retry_topic,
+        title=f"{worker.parker.retry_topic}:publish",
+        description="Original bytes of a blocked account's messages, waiting (read back by "
+        "this worker); headers retry.account, retry.reason, retry.not-before-ms, "
+        "retry.origin-offset, retry.count.",
+    )
 
     @get(include_in_schema=False)
     async def healthz(scope: Any) -> AsgiResponse:

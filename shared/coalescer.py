@@ -33,6 +33,12 @@ class Source:
     # The original message: a dead letter written at send time carries it.
     value: bytes | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
+    # Read back from the retry topic: the message's offset in the input topic.
+    origin: int | None = None
+
+    @property
+    def input_offset(self) -> int:
+        return self.offset if self.origin is None else self.origin
 
     @property
     def topic(self) -> str:
@@ -54,6 +60,8 @@ class Pending:
     superseded: list[Source] = field(default_factory=list)
     since: float = 0.0
     attempts: int = 0  # sends of this item so far
+    # Its account has older messages waiting in the retry topic: it goes there too, behind them.
+    must_park: bool = False
 
 
 class MergeRule(Protocol):
@@ -110,7 +118,14 @@ class Coalescer:
         self.size = 0  # pending items across buckets
 
     def add(
-        self, account_token: str, operation: str, key: str, payload: Payload, source: Source
+        self,
+        account_token: str,
+        operation: str,
+        key: str,
+        payload: Payload,
+        source: Source,
+        *,
+        park: bool = False,
     ) -> None:
         bkey = BucketKey(account_token, operation)
         bucket = self.buckets.get(bkey)
@@ -118,8 +133,19 @@ class Coalescer:
             bucket = self.buckets[bkey] = Bucket(bkey, self._rules[operation])
         pending = bucket.items.get(key)
         if pending is None:
-            bucket.items[key] = Pending(key, payload, [source], since=self._clock())
+            bucket.items[key] = Pending(key, payload, [source], since=self._clock(), must_park=park)
             self.size += 1
+            return
+        pending.must_park |= park
+        if source.origin is not None and any(s.origin is None for s in pending.sources):
+            # Read back from the retry topic: older than any message of its key read from
+            # the input since (those went to the retry topic behind it, or came after it).
+            merged, replaced = bucket.merge(payload, pending.payload)
+            pending.payload = merged
+            if replaced:
+                pending.superseded.append(source)
+            else:
+                pending.sources.insert(0, source)
             return
         merged, replaced = bucket.merge(pending.payload, payload)
         pending.payload = merged
@@ -150,6 +176,7 @@ class Coalescer:
             else:
                 old.sources.extend(pending.sources)
             old.superseded.extend(pending.superseded)
+            old.must_park |= pending.must_park
 
     def take(self, bucket: Bucket) -> list[Pending]:
         """Remove up to max_items items, oldest first: the next batch to send."""
@@ -158,6 +185,11 @@ class Coalescer:
             batch.append(bucket.items.pop(key))
         self.size -= len(batch)
         return batch
+
+    def remove(self, bucket: Bucket, items: list[Pending]) -> None:
+        for pending in items:
+            del bucket.items[pending.key]
+        self.size -= len(items)
 
     def drop_partitions(self, trackers: set[PartitionTracker]) -> int:
         """Forget buffered items from revoked partitions (their new owner re-reads them)."""

@@ -125,6 +125,9 @@ class WorkerSettings(BaseSettings):
     failure_backoff_cap_s: Annotated[float, Field(gt=0)] = 60.0
     auth_backoff_s: Annotated[float, Field(gt=0)] = 60.0
     poison_max_attempts: Annotated[int, Field(ge=1, le=100)] = 3  # then the item goes to the DLQ
+    # An account failing this long (401s, or no send succeeding) is parked: its messages move
+    # to `<input>.retry` so the others' commits and fetching go on (shared.worker.park).
+    account_park_after_s: Annotated[float, Field(gt=0)] = 60.0
 
     # Operations
     http_host: str = "0.0.0.0"

@@ -72,6 +72,18 @@ class Metrics:
             ["service", "account"],
             registry=r,
         )
+        self.parked = Counter(
+            f"{p}_messages_parked",
+            "Messages moved to the retry topic while their account was blocked",
+            ["service", "account"],
+            registry=r,
+        )
+        self.accounts_parked = Gauge(
+            f"{p}_accounts_parked",
+            "Accounts blocked long enough that their messages go to the retry topic",
+            ["service"],
+            registry=r,
+        )
         self.pending = Gauge(
             f"{p}_pending_items",
             "Items buffered or in flight, not yet settled",
@@ -120,5 +132,11 @@ class Metrics:
             ["service", "account", "channel"],
             registry=r,
         )
-        for gauge in (self.pending, self.oldest_pending, self.paused, self.limiter_degraded):
+        for gauge in (
+            self.pending,
+            self.oldest_pending,
+            self.paused,
+            self.limiter_degraded,
+            self.accounts_parked,
+        ):
             gauge.labels(service).set(0)

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import AfterValidator, BaseModel, ConfigDict, create_model, field_validator
 
-Status = Literal["ok", "failed", "superseded", "duplicate-skipped"]
+Status = Literal["ok", "failed", "superseded", "duplicate-skipped", "deferred"]
 
 
 class SourceRef(BaseModel):
@@ -115,6 +115,7 @@ class OutRecord:
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
     fallback_partition: int = 0  # for records without a key: the source partition
+    partition: int | None = None  # this partition, whatever the key (the retry topic)
 
 
 def dlq_headers(
@@ -202,7 +203,9 @@ class Publisher:
         sent: list[asyncio.Future[Any]] = []
         for record in map(fit, records):
             parts = await self._partitions_for(record.topic)
-            if record.key is not None:
+            if record.partition is not None:
+                partition = record.partition
+            elif record.key is not None:
                 slot_key = (record.topic, record.key)
                 partition = self._key_partition.get(slot_key, -1)
                 if partition < 0:

@@ -1,7 +1,7 @@
 """How the worker core names the topics around an input, and asks the broker about one.
 
-Each input topic `T` has `T.results` (one result per message) and `T.dlq` (what could not
-be processed). Input topics themselves are named by their services (services/registry.py).
+Each input topic `T` has `T.results` (one result per message), `T.dlq` (what could not
+be processed) and `T.retry` (messages of a blocked account, waiting). Input topics themselves are named by their services (services/registry.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 
 def results_topic(input_topic: str) -> str:
@@ -23,6 +24,12 @@ def results_topic(input_topic: str) -> str:
 
 def dlq_topic(input_topic: str) -> str:
     return f"{input_topic}.dlq"
+
+
+def retry_topic(input_topic: str) -> str:
+    """Where the messages of a blocked account wait (shared.worker.park): partition p holds
+    what was parked from the input's partition p, so it has as many partitions."""
+    return f"{input_topic}.retry"
 
 
 class UnknownTopic(ValueError):
@@ -92,3 +99,46 @@ async def read_topic(
     finally:
         with suppress(asyncio.CancelledError):
             await consumer.stop()
+
+
+class RetryTopicError(RuntimeError):
+    """The retry topic is missing and cannot be made, or does not match its input."""
+
+
+async def ensure_retry_topic(
+    bootstrap_servers: str, input_topic: str, kafka: Mapping[str, Any] | None = None
+) -> str:
+    """`<input>.retry` with the input's partition count, created (with the input's replication
+    factor) when missing. A count that differs would break the partition-for-partition
+    pairing, so it is an error, as is a topic the worker may not create."""
+    retry = retry_topic(input_topic)
+    inputs = await partitions_of(bootstrap_servers, input_topic, kafka, wait_s=5.0)
+    try:
+        have = await partitions_of(bootstrap_servers, retry, kafka)
+    except UnknownTopic:
+        have = []
+    if have:
+        if len(have) != len(inputs):
+            raise RetryTopicError(
+                f"topic {retry!r} has {len(have)} partitions but {input_topic!r} has "
+                f"{len(inputs)}: they must match (recreate {retry!r} with {len(inputs)})"
+            )
+        return retry
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **dict(kafka or {}))
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([input_topic])
+        replicas = len(described["partitions"][0].get("replicas") or [1])
+        response = await admin.create_topics([NewTopic(retry, len(inputs), replicas)])
+        for _name, code, *_ in getattr(response, "topic_errors", ()):
+            if code and code != TopicAlreadyExistsError.errno:  # another replica made it
+                raise for_code(code)()
+    except KafkaError as exc:
+        raise RetryTopicError(
+            f"topic {retry!r} does not exist and could not be created ({type(exc).__name__}); "
+            f"create it with {len(inputs)} partitions, like {input_topic!r}"
+        ) from None
+    finally:
+        await admin.close()
+    await partitions_of(bootstrap_servers, retry, kafka, wait_s=10.0)
+    return retry

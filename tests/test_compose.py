@@ -21,7 +21,7 @@ def test_compose_creates_every_project_topic() -> None:
             "invoice-uploads",
             "order-poll-ticks",
         }:
-            continue  # created by the loop over inputs as $t.results / $t.dlq
+            continue  # created by the loop over inputs as $t.results / $t.dlq / $t.retry
         assert spec.name in script, spec.name
     assert "cleanup.policy=compact" in script
 

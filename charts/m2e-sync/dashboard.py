@@ -61,6 +61,11 @@ PANELS = [
     ("Oldest pending item age", "max by (service) (m2e_sync_oldest_pending_age_seconds)", "s"),
     ("Fetching paused (backpressure)", "max by (service) (m2e_sync_partitions_paused)", "none"),
     (
+        "Accounts parked (messages in <input>.retry)",
+        "max by (service) (m2e_sync_accounts_parked)",
+        "none",
+    ),
+    (
         "DLQ records /s by reason",
         "sum by (service, reason) (rate(m2e_sync_dlq_records_total[$__rate_interval]))",
         "ops",

@@ -27,6 +27,7 @@ import httpx
 from shared.limiter import Limiter
 from shared.m2e.credentials import Credentials
 from shared.m2e.errors import (
+    Abandoned,
     BatchRejected,
     M2EError,
     TransientFailure,
@@ -35,10 +36,12 @@ from shared.m2e.errors import (
     api_errors,
 )
 from shared.m2e.feedback import parse_feedback, parse_retry_at
+from shared.m2e.flight import FLIGHT
 from shared.m2e.models import CreateResponse, OrdersFindResponse
 
 __all__ = [
     "PRODUCTION_BASE_URL",
+    "Abandoned",
     "BatchRejected",
     "CallStats",
     "Credentials",
@@ -159,17 +162,26 @@ class M2EClient:
         access_token, bucket = self._credentials.lookup(account_token)
         endpoint = f"{method} {path}"
         failures = throttled = 0
+        flight = FLIGHT.get()
         while True:
             waited = await self._limiter.acquire(bucket)
+            if flight is not None and flight.abandoned:
+                raise Abandoned(endpoint)
             started = time.monotonic()
             try:
-                response = await self._http.request(
-                    method,
-                    path,
-                    json=json,
-                    params=params,
-                    headers={"access-token": access_token},
-                )
+                if flight is not None:
+                    flight.sent()
+                try:
+                    response = await self._http.request(
+                        method,
+                        path,
+                        json=json,
+                        params=params,
+                        headers={"access-token": access_token},
+                    )
+                finally:
+                    if flight is not None:
+                        flight.answered()
             except httpx.TransportError as exc:  # timeouts, resets, refused connections
                 reason = f"{type(exc).__name__} on {endpoint}"
                 self._observe(account_token, endpoint, 0, started, waited)

@@ -4,8 +4,9 @@
      ├── UnknownAccount      no access token is configured for the account token
      ├── Unauthorized        401: stop calling for this account
      ├── BatchRejected       400/404/413 naming items or not: isolate them (shared.isolate)
-     └── TransientFailure    5xx, timeouts, connection errors, malformed bodies or 429s past
-                             the retry budget: keep the items, back off, try again later
+     ├── TransientFailure    5xx, timeouts, connection errors, malformed bodies or 429s past
+     │                       the retry budget: keep the items, back off, try again later
+     └── Abandoned           the batch's partitions were revoked: nothing more is sent for it
 
 Access tokens never appear in an error's message.
 """
@@ -25,6 +26,11 @@ class UnknownAccount(M2EError):
     def __init__(self, account_token: str) -> None:
         super().__init__(f"no access token configured for account {account_token}")
         self.account_token = account_token
+
+
+class Abandoned(M2EError):
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(f"not sent: the batch was abandoned ({endpoint})")
 
 
 class Unauthorized(M2EError):

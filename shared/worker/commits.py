@@ -5,9 +5,11 @@ Every `commit_interval_ms` each owned partition's watermark that moved is commit
 published). On revocation, buckets holding the revoked partitions' items are flushed at
 once (the scheduler sees them as urgent); what is not settled within
 `revoke_flush_deadline_s` is dropped — buffered items, and sends still in flight are
-cancelled, so no old batch reaches M2E after the new owner's — and only the settled
-prefix is committed, while the partitions are still ours. On assignment, each partition's
-end offset is noted, so its re-read items can be held until it caught up.
+stopped (a request already on the wire is waited for, since the server applies it anyway),
+so no old batch reaches M2E after the new owner's — and only the settled
+prefix is committed, while the partitions are still ours. On assignment, each input
+partition's end offset is noted, so its re-read items can be held until it caught up, and
+each retry partition's waiting messages are counted (shared.worker.park).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from aiokafka.errors import KafkaError
 
 from shared.offsets import PartitionTracker
 from shared.worker.context import Context
+from shared.worker.park import Parker
 from shared.worker.scheduler import Scheduler
 
 log = logging.getLogger("m2e_sync.worker")
@@ -49,9 +52,12 @@ class Committer:
         async with self._lock:
             offsets: dict[TopicPartition, int] = {}
             chosen: list[tuple[PartitionTracker, int]] = []
+            assigned = consumer.assignment()
             for tp, tracker in self._ctx.partitions.trackers.items():
                 if only is not None and tracker not in only:
                     continue
+                if tp not in assigned:
+                    continue  # one commit naming a partition not ours would fail them all
                 offset = tracker.committable()
                 if offset is not None:
                     offsets[tp] = offset
@@ -70,11 +76,17 @@ class Committer:
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
-        self, ctx: Context, committer: Committer, scheduler: Scheduler, consumer: ConsumerRef
+        self,
+        ctx: Context,
+        committer: Committer,
+        scheduler: Scheduler,
+        parker: Parker,
+        consumer: ConsumerRef,
     ) -> None:
         self._ctx = ctx
         self._committer = committer
         self._scheduler = scheduler
+        self._parker = parker
         self._consumer = consumer
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -83,12 +95,40 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self._consumer()
         if consumer is None or not assigned:
             return
+        # The poll loop runs meanwhile: nothing of these is read until they are counted.
+        self._parker.unready |= assigned
+        consumer.pause(*assigned)
         try:
-            ends = await consumer.end_offsets(list(assigned))
+            await self._prepare(consumer, assigned)
+        finally:
+            self._parker.unready -= assigned  # the poll loop resumes them
+        unpaired = self._parker.unpaired(consumer.assignment())
+        if unpaired:
+            log.warning(
+                "input and retry partitions %s are not owned together (a replica of an older "
+                "version in the group?): a parked account's order is kept only for pairs",
+                sorted(unpaired),
+            )
+
+    async def _prepare(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        inputs = [tp for tp in assigned if not self._parker.is_retry(tp.topic)]
+        try:
+            ends = await consumer.end_offsets(inputs) if inputs else {}
         except KafkaError as exc:  # only coalescing after a restart is lost
             log.warning("end offsets unavailable, no catch-up hold: %s", exc)
-            return
+            ends = {}
         self._ctx.partitions.assigned_ends.update({tp: end for tp, end in ends.items() if end > 0})
+        # Without the count a new message could overtake an older one waiting in the retry
+        # topic: no record is read until it is done.
+        delay = 0.5
+        while True:
+            try:
+                await self._parker.scan(consumer, assigned)
+                return
+            except KafkaError as exc:
+                log.warning("counting the retry topic failed, retrying: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = set(revoked)
@@ -101,12 +141,14 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._ctx.signals.wait_until(
                 lambda: not any(t.pending for t in trackers), deadline
             )
-            await self._committer.commit(trackers)
+            # Dead and out of the buffers at once, before anything else is awaited: the
+            # scheduler must not start a send of them while we wait below.
             for tracker in trackers:
                 tracker.alive = False
-            cancelled = await self._scheduler.abandon(trackers)
             dropped = self._ctx.coalescer.drop_partitions(trackers)
             partitions.revoking -= trackers
+            await self._committer.commit(trackers)
+            cancelled = await self._scheduler.abandon(trackers)
             if dropped or cancelled:
                 log.warning(
                     "revoked partitions: %d buffered items dropped, %d sends cancelled; "
@@ -115,6 +157,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                     cancelled,
                 )
         partitions.forget(revoked)
+        self._parker.forget(revoked)
         log.info("partitions revoked: %s", _names(revoked))
 
 

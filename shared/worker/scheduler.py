@@ -12,29 +12,35 @@ is sent
 A bucket has at most one batch in flight, so two events for one key never reach the API
 out of order. Each send runs in a task of its own: a throttled or failing account never
 holds up another. A batch that fails transiently, or whose account answers 401, is put
-back unsettled and its bucket backs off: nothing is ever dropped.
+back unsettled and its bucket backs off: nothing is ever dropped. An account failing for
+long is parked instead (shared.worker.park): its items, and any that must follow them,
+move to the retry topic, before anything else is considered for its bucket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import random
 
 from shared.coalescer import Bucket, BucketKey, Pending
 from shared.m2e.client import (
+    Abandoned,
     M2EClient,
     M2EError,
     TransientFailure,
     Unauthorized,
     UnknownAccount,
 )
+from shared.m2e.flight import FLIGHT, Flight
 from shared.offsets import PartitionTracker
 from shared.results import ErrorInfo
 from shared.service import ItemOutcome
 from shared.worker.context import Context
+from shared.worker.park import Parker
 from shared.worker.settle import Settler
 
 log = logging.getLogger("m2e_sync.worker")
@@ -43,13 +49,15 @@ IDLE_WAKE_S = 1.0  # look again at least this often, to keep the gauges fresh
 
 
 class Scheduler:
-    def __init__(self, ctx: Context, client: M2EClient, settler: Settler) -> None:
+    def __init__(self, ctx: Context, client: M2EClient, settler: Settler, parker: Parker) -> None:
         self._ctx = ctx
         self._client = client
         self._settler = settler
+        self._parker = parker
         self.linger_s = ctx.settings.batch_linger_ms / 1000
         self.flushes: set[asyncio.Task[None]] = set()
         self._batches: dict[asyncio.Task[None], list[Pending]] = {}  # what each flush carries
+        self._flights: dict[asyncio.Task[None], Flight] = {}  # and its requests
         self._in_flight: set[BucketKey] = set()
         self._not_before: dict[BucketKey, float] = {}  # back-off after a failure or a 401
         self._failures: dict[BucketKey, int] = {}  # consecutive failed sends
@@ -79,6 +87,12 @@ class Scheduler:
         key = bucket.key
         if not bucket.items or key in self._in_flight:
             return math.inf  # woken when items arrive or the batch ends
+        parked = self._parker.parkable(bucket, self._pressed())
+        if parked:
+            self._ctx.coalescer.remove(bucket, parked)
+            await self._parker.park(key.account_token, key.operation, parked)
+            if not bucket.items:
+                return math.inf
         not_before = self._not_before.get(key, 0.0)
         if now < not_before:
             return not_before
@@ -128,6 +142,11 @@ class Scheduler:
             return False
         return any(p.sources[0].tracker.hold_until is not None for p in bucket.items.values())
 
+    def _pressed(self) -> bool:
+        """Past half the memory bound: a failing account is parked without waiting."""
+        s = self._ctx.settings
+        return not self._ctx.partitions.below_half(s.max_pending_items, s.max_pending_bytes)
+
     def _holds_revoking(self, bucket: Bucket) -> bool:
         revoking = self._ctx.partitions.revoking
         return bool(revoking) and any(
@@ -142,29 +161,46 @@ class Scheduler:
         self._ctx.metrics.oldest_pending.labels(self._ctx.label).set(
             0.0 if oldest is None else now - oldest
         )
+        self._parker.gauges()
 
     def _launch(self, bucket: Bucket) -> None:
-        self._in_flight.add(bucket.key)
         batch = self._ctx.coalescer.take(bucket)
-        task = asyncio.create_task(self._flush(bucket, batch))
+        batch = [p for p in batch if p.sources[0].tracker.alive]  # revoked: the new owner's
+        if not batch:
+            return
+        self._in_flight.add(bucket.key)
+        flight = Flight()
+        context = contextvars.copy_context()
+        context.run(FLIGHT.set, flight)
+        task = asyncio.create_task(self._flush(bucket, batch), context=context)
         self.flushes.add(task)
         self._batches[task] = batch
+        self._flights[task] = flight
         task.add_done_callback(self._flush_done)
 
     def _flush_done(self, task: asyncio.Task[None]) -> None:
         self.flushes.discard(task)
         self._batches.pop(task, None)
+        self._flights.pop(task, None)
 
-    async def abandon(self, trackers: set[PartitionTracker]) -> int:
-        """Cancel every send still carrying items of `trackers` (partitions revoked, their
-        flush deadline past): their new owner sends them, and an old batch must not reach
-        M2E after it — by a late success or a retry. The batches' other items are put back.
-        Returns the batches cancelled."""
+    async def abandon(self, trackers: set[PartitionTracker] | None = None) -> int:
+        """Stop every send still carrying items of `trackers` (partitions revoked, their
+        flush deadline past), or every send (shutdown): the partitions' next owner sends
+        them, and an old batch must not reach M2E after it — by a late success or a retry.
+        Nothing more is sent for such a batch; a request already on the wire is waited for
+        (at most one request timeout), since the server may apply it anyway. The batches'
+        other items are put back. Returns the batches stopped."""
         doomed = [
             task
             for task, batch in self._batches.items()
-            if any(p.sources[0].tracker in trackers for p in batch)
+            if trackers is None or any(p.sources[0].tracker in trackers for p in batch)
         ]
+        flights = [self._flights[task] for task in doomed]
+        for flight in flights:
+            flight.abandoned = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._ctx.settings.m2e_timeout_s + 1.0):
+                await asyncio.gather(*(f.landed.wait() for f in flights))
         for task in doomed:
             task.cancel()
         await asyncio.gather(*doomed, return_exceptions=True)
@@ -190,27 +226,35 @@ class Scheduler:
         try:
             outcomes = await self._send(account, operation, batch)
         except Unauthorized:
+            self._parker.health.failed(account, "M2E answered 401 Unauthorized")
             self._ctx.metrics.auth_failures.labels(self._ctx.label, account).inc()
             log.error(
                 "M2E answered 401 for account %s: pausing it for %.0fs; its messages "
-                "stay uncommitted",
+                "move to the retry topic if it lasts %.0fs",
                 account,
                 self._ctx.settings.auth_backoff_s,
+                self._ctx.settings.account_park_after_s,
             )
             self._give_back(bucket, batch, self._ctx.settings.auth_backoff_s)
             return
         except TransientFailure as exc:
+            self._parker.health.failed(account, f"{type(exc).__name__}: {exc}")
             self._give_back(bucket, batch, self._backoff(bucket.key))
             log.warning("batch of %d for account %s given back: %s", len(batch), account, exc)
+            return
+        except Abandoned:
+            self._give_back(bucket, batch, 0.0)
             return
         except asyncio.CancelledError:
             self._give_back(bucket, batch, 0.0)
             raise
-        except Exception:  # an M2E error about the account, not its items
+        except Exception as exc:  # an M2E error about the account, not its items
+            self._parker.health.failed(account, type(exc).__name__)
             log.exception("unexpected error sending a batch for account %s", account)
             self._give_back(bucket, batch, self._backoff(bucket.key))
             return
         self._failures.pop(bucket.key, None)
+        self._parker.health.succeeded(account)
         done = [(p, o) for p, o in zip(batch, outcomes, strict=True) if o is not None]
         again = [p for p, o in zip(batch, outcomes, strict=True) if o is None]
         if again:

@@ -115,7 +115,7 @@ class Settler:
                 )
                 template = ResultTemplate(result, topic=self.input_topic)
                 for src in group:
-                    value = template.render(src.partition, src.offset, src.event_id)
+                    value = template.render(src.partition, src.input_offset, src.event_id)
                     records.append(OutRecord(topic, src.key, value, (), src.partition))
                     sources.append(src)
                     if settled and outcome.dead_letter and outcome.error is not None:
@@ -125,7 +125,12 @@ class Settler:
     def _dead_letter(self, src: Source, error: ErrorInfo) -> OutRecord:
         self._ctx.metrics.dlq.labels(self._ctx.label, error.code).inc()
         headers = dlq_headers(
-            error.code, error.message, src.topic, src.partition, src.offset, src.headers
+            error.code,
+            error.message,
+            self.input_topic,
+            src.partition,
+            src.input_offset,
+            src.headers,
         )
         return OutRecord(self.dlq_topic, src.key, src.value, headers, src.partition)
 

@@ -11,12 +11,14 @@ The parts, each in a module of its own:
 - `settle.Settler`: result and dead-letter records, publish, mark done;
 - `commits.Committer` and `commits.Rebalance`: per-partition commits, revocation and
   assignment;
+- `park.Parker`: a blocked account's messages moved to `<input>.retry` and read back;
 - `partitions.Partitions`: the owned partitions' trackers; `signals.Signals`: how the
   tasks wake each other.
 
 FastStream's batch subscriber can neither linger across polls nor commit per partition
 only what is done, so the consume loop is ours (aiokafka, auto-commit off,
-`read_committed`; a new group starts from the earliest offset). aiokafka does not call
+`read_committed`; a new group starts from the earliest offset). It reads the input and
+its retry topic with the range assignor, which gives partition p of both to one consumer. aiokafka does not call
 `on_partitions_revoked` on `stop()`, so `stop` flushes and commits itself.
 """
 
@@ -27,6 +29,8 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from shared.clock import Clock
 from shared.coalescer import Coalescer
@@ -35,9 +39,11 @@ from shared.m2e.client import M2EClient
 from shared.metrics import Metrics
 from shared.results import Publisher
 from shared.service import Service
+from shared.topics import ensure_retry_topic
 from shared.worker.commits import Committer, Rebalance
 from shared.worker.consume import Poller
 from shared.worker.context import Context
+from shared.worker.park import Parker
 from shared.worker.partitions import Partitions
 from shared.worker.scheduler import Scheduler
 from shared.worker.settle import Settler
@@ -58,6 +64,7 @@ class Worker:
         metrics: Metrics,
         *,
         clock: Clock = time.monotonic,
+        wall: Clock = time.time,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -74,10 +81,13 @@ class Worker:
             service, settings, metrics, clock, self.partitions, self.coalescer, self.signals
         )
         self.settler = Settler(ctx, self.input_topic, publisher)
-        self.scheduler = Scheduler(ctx, client, self.settler)
-        self.poller = Poller(ctx, self.settler)
+        self.parker = Parker(ctx, self.input_topic, self.settler, wall)
+        self.scheduler = Scheduler(ctx, client, self.settler, self.parker)
+        self.poller = Poller(ctx, self.settler, self.parker)
         self.committer = Committer(ctx, lambda: self.consumer)
-        self.rebalance = Rebalance(ctx, self.committer, self.scheduler, lambda: self.consumer)
+        self.rebalance = Rebalance(
+            ctx, self.committer, self.scheduler, self.parker, lambda: self.consumer
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -98,6 +108,9 @@ class Worker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # a new group starts from the beginning
             isolation_level="read_committed",
+            # Round-robin second: replicas of a version before the retry topic know only it,
+            # and a rolling upgrade must not stall on a group that cannot agree.
+            partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
             session_timeout_ms=s.kafka_session_timeout_ms,
             max_partition_fetch_bytes=4 << 20,
             fetch_max_bytes=32 << 20,
@@ -107,8 +120,12 @@ class Worker:
     async def start(self) -> None:
         await self.service.start()
         await self.publisher.start()
+        s = self.settings
+        await ensure_retry_topic(s.kafka_bootstrap_servers, self.input_topic, s.kafka_security())
         self.consumer = self._make_consumer()
-        self.consumer.subscribe([self.input_topic], listener=self.rebalance)
+        self.consumer.subscribe(
+            [self.input_topic, self.parker.retry_topic], listener=self.rebalance
+        )
         await self.consumer.start()
         self._tasks = [
             asyncio.create_task(self.poller.run(self.consumer), name="poll"),
@@ -140,14 +157,17 @@ class Worker:
         scheduler.draining = True
         self.signals.wake.set()
         await self.signals.wait_until(lambda: scheduler.idle, deadline)
-        unsettled = self.coalescer.size + self.unsettled
-        await self.committer.commit()
         scheduler.closed = self.committer.closed = True
         self.signals.wake.set()
-        flushes = list(scheduler.flushes)
-        for task in self._tasks + flushes:
+        # Past the grace period: what is still in flight is stopped, but a request on the
+        # wire is waited for before the group hears we left — its partitions' next owner
+        # must not send before it lands.
+        await scheduler.abandon()
+        unsettled = self.coalescer.size + self.unsettled
+        await self.committer.commit()
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *flushes, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.consumer.stop()
         await self.publisher.stop()
         await self.service.stop()

@@ -59,7 +59,7 @@ def test_promtool_checks_and_unit_tests_the_alert_rules() -> None:
         check=False,
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 7 rules found" in check.stdout
+    assert "SUCCESS: 8 rules found" in check.stdout
     tests = subprocess.run(
         [promtool, "test", "rules", "alerts_test.yaml"],
         cwd=FILES,

@@ -283,7 +283,8 @@ class WorkerProcess:
         return int(self.proc.returncode)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop_now(self) -> None:
@@ -389,3 +390,28 @@ async def order_topics(bootstrap: str) -> tuple[str, str, str]:
     finally:
         await admin.close()
     return ticks, orders, cursors
+
+
+def record_applied(monkeypatch: Any, prefix: str) -> list[tuple[str, float]]:
+    """(sku, price) of every variant update the sandbox applies to a SKU starting with
+    `prefix`, in the order applied."""
+    from m2e_sandbox.catalog import Catalog
+
+    applied: list[tuple[str, float]] = []
+    original = Catalog.update_variant
+
+    def recording(self: Catalog, item: Any) -> None:
+        if item.sku.startswith(prefix):
+            applied.append((item.sku, item.price))
+        original(self, item)
+
+    monkeypatch.setattr(Catalog, "update_variant", recording)
+    return applied
+
+
+def in_order(applied: list[tuple[str, float]]) -> bool:
+    """Each SKU's prices were applied in increasing order (the tests send them so)."""
+    per_sku: dict[str, list[float]] = {}
+    for sku, price in applied:
+        per_sku.setdefault(sku, []).append(price)
+    return all(prices == sorted(prices) for prices in per_sku.values())

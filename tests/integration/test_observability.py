@@ -147,7 +147,7 @@ async def test_a_running_worker_feeds_every_dashboard_metric_into_prometheus(
         assert float(items["value"][1]) > 1  # batched, not one call per message
         # The rules load, and with a healthy worker none fires.
         rules = httpx.get(f"{base}/api/v1/rules", timeout=5).json()["data"]["groups"]
-        assert sum(len(g["rules"]) for g in rules) == 7
+        assert sum(len(g["rules"]) for g in rules) == 8
         assert query(base, "ALERTS{alertstate='firing'}") == []
     finally:
         prometheus.terminate()

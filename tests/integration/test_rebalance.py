@@ -82,5 +82,41 @@ async def test_third_worker_joins_and_leaves_mid_run(
                 checked += 1
     assert checked > 6000
     # The group really rebalanced: the third member owned partitions, the first two gave some up.
-    assert f"partitions assigned: ['{topic}[" in third.log()
-    assert f"partitions revoked: ['{topic}[" in w1.log() + w2.log()
+    assigned = [line for line in third.log().splitlines() if "partitions assigned: [" in line]
+    revoked = [
+        line for line in (w1.log() + w2.log()).splitlines() if "partitions revoked: [" in line
+    ]
+    assert any(f"'{topic}[" in line for line in assigned)
+    assert any(f"'{topic}[" in line for line in revoked)
+
+
+async def test_replicas_own_each_input_partition_with_its_retry_partition(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path
+) -> None:
+    """Order across the retry topic is decided by one process per partition pair: however
+    the group is split, partition p of the input and of `<input>.retry` go to one replica."""
+    from services.variant_sync import VariantSync
+    from shared.bootstrap import build_parts
+
+    from .harness import CREDENTIALS, worker_settings
+
+    sandbox = await sandbox_server(sandbox_config())
+    run = await new_run(bootstrap_servers, sandbox, tmp_path, "variant-updates", partitions=6)
+    settings = worker_settings(bootstrap_servers, sandbox.base_url, run.topic, tmp_path)
+    replicas = [build_parts(VariantSync(set(CREDENTIALS)), settings).worker for _ in range(3)]
+    for w in replicas:
+        await w.start()
+    try:
+
+        def split() -> list[set[Any]] | None:
+            owned = [w.consumer.assignment() if w.consumer else set() for w in replicas]
+            return owned if sum(len(o) for o in owned) == 12 and all(owned) else None
+
+        owned = await eventually(split, timeout_s=60)
+        for tps in owned:
+            inputs = {tp.partition for tp in tps if tp.topic == run.topic}
+            retries = {tp.partition for tp in tps if tp.topic == f"{run.topic}.retry"}
+            assert inputs == retries and inputs
+    finally:
+        for w in replicas:
+            await w.stop()

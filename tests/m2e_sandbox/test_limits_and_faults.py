@@ -21,6 +21,21 @@ async def test_auth_by_access_token_header(api: Api, token: str | None) -> None:
     assert resp.json() == [{"code": "unauthorized", "message": "Unauthorized", "data": {}}]
 
 
+async def test_a_revoked_access_token_answers_401_until_it_is_restored(api: Api) -> None:
+    """A merchant revoking its token, as users reproduce it in their own CI."""
+    assert (await api.call("GET", "/user/accounts/")).status_code == 200
+    revoked = await api.admin("PUT", "/users/demo-shop/access", {"revoked": True})
+    assert revoked.json() == {"user": "demo-shop", "revoked": True}
+    assert (await api.call("GET", "/user/accounts/")).status_code == 401
+    assert (await api.admin("POST", "/reset")).status_code == 200  # a reset keeps it revoked
+    assert (await api.call("GET", "/user/accounts/")).status_code == 401
+    assert (await api.admin("PUT", "/users/demo-shop/access", {"revoked": False})).is_success
+    assert (await api.call("GET", "/user/accounts/")).status_code == 200
+    assert (await api.admin("PUT", "/users/nobody/access", {"revoked": True})).status_code == 404
+    bad = await api.admin("PUT", "/users/demo-shop/access", {"revoked": "yes"})
+    assert bad.status_code == 400 and "revoked" in bad.text
+
+
 async def test_rate_limit_headers_429_and_recovery(make_api: SandboxFactory) -> None:
     clock = FakeClock(1_800_000_000.25)
     api = await make_api(demo_config(rate_limit={"requests": 3, "period_s": 10}), clock)

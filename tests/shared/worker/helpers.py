@@ -30,6 +30,12 @@ class NullPublisher(Publisher):
     async def publish(self, records: Any) -> None:
         self.published += records
 
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
 
 class HandClock:
     def __init__(self) -> None:

@@ -24,6 +24,8 @@ class RecordingConsumer:
     def __init__(self, position: int = 0) -> None:
         self.calls: list[tuple[str, int]] = []
         self.at = position
+        self._paused: set[TopicPartition] = set()
+        self.sought: list[tuple[TopicPartition, int]] = []
 
     async def position(self, tp: TopicPartition) -> int:
         return self.at
@@ -31,11 +33,19 @@ class RecordingConsumer:
     def assignment(self) -> set[TopicPartition]:
         return {TP}
 
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
     def pause(self, *tps: TopicPartition) -> None:
+        self._paused.update(tps)
         self.calls.append(("pause", len(tps)))
 
     def resume(self, *tps: TopicPartition) -> None:
+        self._paused.difference_update(tps)
         self.calls.append(("resume", len(tps)))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought.append((tp, offset))
 
 
 async def test_fetching_pauses_above_the_bound_and_resumes_below_half() -> None:
@@ -101,3 +111,49 @@ async def test_memory_is_bounded_in_bytes_not_only_in_messages() -> None:
         w.partitions.trackers[tp].done(i)
     w.poller._backpressure(consumer)  # type: ignore[arg-type]
     assert consumer.calls == [("pause", 1), ("resume", 1)]  # 1.3 MB left: below half
+
+
+class RevokedDuringPosition(RecordingConsumer):
+    """The group rebalances while the poll loop awaits a position: TP is no longer ours."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owned = {TP}
+        self.committed: list[dict[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.owned)
+
+    async def position(self, tp: TopicPartition) -> int:
+        self.owned.discard(tp)
+        return 5
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if set(offsets) - self.owned:
+            raise AssertionError("commit names a partition not assigned")  # as Kafka refuses
+        self.committed.append(offsets)
+
+
+async def test_a_partition_revoked_during_a_poll_leaves_no_tracker_behind() -> None:
+    """A tracker made for a partition revoked meanwhile was never forgotten, and the
+    commits that named it failed for every partition: the group stopped committing."""
+    w = worker()
+    consumer = RevokedDuringPosition()
+    await w.poller._follow_positions(consumer)  # type: ignore[arg-type]
+    assert TP not in w.partitions.trackers
+
+
+async def test_commits_name_only_assigned_partitions() -> None:
+    from aiokafka import TopicPartition as TP_
+
+    w = worker()
+    other = TP_(TP.topic, 1)
+    consumer = RevokedDuringPosition()
+    consumer.owned = {other}
+    w.consumer = consumer  # type: ignore[assignment]
+    for tp in (TP, other):
+        tracker = w.partitions.tracker(tp)
+        tracker.add(0)
+        tracker.done(0)
+    await w.committer.commit()
+    assert consumer.committed == [{other: 1}]

@@ -1,0 +1,262 @@
+"""Parking: a blocked account's messages move to the retry topic so the others' commits go
+on, new messages of it follow them there, and they come back when due, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from services.variant_sync import VariantSync
+from shared.coalescer import last_write_wins
+from shared.m2e.client import M2EClient, Unauthorized
+from shared.service import OK, ItemOutcome
+from shared.worker.park import ACCOUNT, NOT_BEFORE, ORIGIN, retry_info
+
+from .helpers import ACCT, TP, HandClock, NullPublisher, worker
+
+BLOCKED = "6f1c2d3e-0009-4a5b-8c9d-000000000009"
+RETRY_TP = TopicPartition("variant-updates.retry", 0)
+
+
+class Revocable(VariantSync):
+    def __init__(self) -> None:
+        super().__init__({ACCT, BLOCKED})
+        self.revoked = True
+        self.sent: list[tuple[str, list[tuple[str, float]]]] = []
+
+    async def send(
+        self, client: M2EClient, account_token: str, operation: str, payloads: list[Any]
+    ) -> list[ItemOutcome]:
+        if account_token == BLOCKED and self.revoked:
+            raise Unauthorized(account_token)
+        self.sent.append((account_token, [(p["sku"], p["price"]) for p in payloads]))
+        return [OK] * len(payloads)
+
+
+class WallClock(HandClock):
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+
+def rec(
+    offset: int,
+    account: str,
+    sku: str,
+    price: float,
+    tp: TopicPartition = TP,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> ConsumerRecord[bytes, bytes]:
+    value = json.dumps({"account_token": account, "sku": sku, "price": price}).encode()
+    return ConsumerRecord(
+        tp.topic,
+        tp.partition,
+        offset,
+        0,
+        0,
+        sku.encode(),
+        value,
+        None,
+        1,
+        len(value),
+        headers or [],
+    )
+
+
+def setup(**settings: Any) -> tuple[Any, Revocable, HandClock, WallClock]:
+    service, clock = Revocable(), HandClock()
+    w = worker(service=service, clock=clock, batch_max_items=10, batch_linger_ms=0, **settings)
+    wall = WallClock()
+    w.parker._wall = wall
+    return w, service, clock, wall
+
+
+async def step(w: Any, now: float) -> None:
+    """One look at every bucket, as the scheduler's loop does, and the sends it starts;
+    `now` is past any linger."""
+    for bucket in list(w.coalescer):
+        w.scheduler._not_before.clear()
+        await w.scheduler._consider(bucket, now)
+    await asyncio.gather(*w.scheduler.flushes)
+
+
+def published(w: Any, suffix: str) -> list[Any]:
+    publisher = w.publisher
+    assert isinstance(publisher, NullPublisher)
+    return [r for r in publisher.published if r.topic.endswith(suffix)]
+
+
+async def test_one_blocked_account_stalls_every_account_no_longer() -> None:
+    w, _, clock, _ = setup(account_park_after_s=60)
+    await w.poller.ingest(
+        {TP: [rec(0, BLOCKED, "X1", 1.0)] + [rec(i, ACCT, f"H{i}", 1.0) for i in range(1, 4)]}
+    )
+    await step(w, clock())
+    tracker = w.partitions.trackers[TP]
+    assert tracker.committable() is None  # the blocked account's first message pins it
+    clock.now += 30
+    await step(w, clock())
+    assert tracker.committable() is None and published(w, ".retry") == []
+    clock.now += 31
+    await step(w, clock())
+    assert tracker.committable() == 4  # parked: the others' finished messages commit
+    [moved] = published(w, ".retry")
+    assert moved.partition == 0 and moved.value == rec(0, BLOCKED, "X1", 1.0).value
+    info = retry_info(moved.headers)
+    assert info is not None and info.account == BLOCKED and info.origin == 0
+    assert b"401" in dict(moved.headers)["retry.reason"]
+    deferred = [json.loads(r.value) for r in published(w, ".results")]
+    assert [r["status"] for r in deferred if r["account_token"] == BLOCKED] == ["deferred"]
+    assert w.metrics.accounts_parked.labels("variant-sync")._value.get() == 0  # not gauged yet
+    w.scheduler._gauges(clock())
+    assert w.metrics.accounts_parked.labels("variant-sync")._value.get() == 1
+
+
+async def test_a_failing_account_is_parked_at_once_past_half_the_memory_bound() -> None:
+    w, _, clock, _ = setup(account_park_after_s=3600, max_pending_items=6)
+    await w.poller.ingest({TP: [rec(i, BLOCKED, f"X{i}", 1.0) for i in range(4)]})
+    await step(w, clock())  # the 401
+    await step(w, clock())
+    assert len(published(w, ".retry")) == 4 and w.partitions.trackers[TP].committable() == 4
+
+
+async def test_new_messages_never_overtake_older_ones_waiting_in_the_retry_topic() -> None:
+    w, service, clock, wall = setup(account_park_after_s=10)
+    await w.poller.ingest({TP: [rec(0, BLOCKED, "X1", 1.0)]})
+    await step(w, clock())
+    clock.now += 11
+    await step(w, clock())
+    assert len(published(w, ".retry")) == 1
+    # The token works again, but the parked message is not read back yet: a newer update of
+    # the same SKU (and any other of the account) must go behind it, not to M2E.
+    service.revoked = False
+    await w.poller.ingest({TP: [rec(1, BLOCKED, "X1", 2.0), rec(2, BLOCKED, "X2", 2.0)]})
+    await step(w, clock())
+    assert service.sent == []
+    moved = published(w, ".retry")
+    assert [json.loads(r.value)["price"] for r in moved] == [1.0, 2.0, 2.0]
+    # Read back in order (the account is still known to fail here, so when due): sent in
+    # order, merged, the newest last.
+    wall.now += 10
+    back = [
+        rec(
+            i,
+            BLOCKED,
+            json.loads(r.value)["sku"],
+            json.loads(r.value)["price"],
+            RETRY_TP,
+            list(r.headers),
+        )
+        for i, r in enumerate(moved)
+    ]
+    await w.poller.ingest(w.poller._due(FakeConsumer(), {RETRY_TP: back}))
+    assert w.parker.backlog[0] == {}
+    await step(w, clock() + 1)  # linger
+    assert service.sent == [(BLOCKED, [("X1", 2.0), ("X2", 2.0)])]
+    # A message arriving now goes straight to M2E.
+    await w.poller.ingest({TP: [rec(3, BLOCKED, "X1", 3.0)]})
+    await step(w, clock() + 2)
+    assert service.sent[-1] == (BLOCKED, [("X1", 3.0)])
+    finals = [json.loads(r.value) for r in published(w, ".results") if b'"deferred"' not in r.value]
+    assert sorted(r["source"]["offset"] for r in finals) == [0, 1, 2, 3]  # input offsets
+    assert {r["source"]["topic"] for r in finals} == {"variant-updates"}
+    assert w.partitions.trackers[RETRY_TP].committable() == 3
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.sought: list[tuple[TopicPartition, int]] = []
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+
+def retry_headers(account: str, not_before_s: float, origin: int) -> list[tuple[str, bytes]]:
+    return [
+        (ACCOUNT, account.encode()),
+        (NOT_BEFORE, str(int(not_before_s * 1000)).encode()),
+        (ORIGIN, str(origin).encode()),
+    ]
+
+
+async def test_a_retry_record_not_due_waits_and_pauses_only_its_partition() -> None:
+    w, _, clock, wall = setup(account_park_after_s=10)
+    w.parker.health.failed(BLOCKED, "401")
+    later = wall.now + 30
+    records = [
+        rec(0, ACCT, "H1", 1.0, RETRY_TP, retry_headers(ACCT, later, 7)),  # not failing: due
+        rec(1, BLOCKED, "X1", 1.0, RETRY_TP, retry_headers(BLOCKED, later, 8)),
+        rec(2, ACCT, "H2", 1.0, RETRY_TP, retry_headers(ACCT, later, 9)),
+    ]
+    consumer = FakeConsumer()
+    due = w.poller._due(consumer, {RETRY_TP: records, TP: [rec(5, BLOCKED, "X9", 1.0)]})
+    assert [r.offset for r in due[RETRY_TP]] == [0] and len(due[TP]) == 1
+    assert consumer.sought == [(RETRY_TP, 1)]
+    assigned = {TP, RETRY_TP}
+    assert w.poller._waiting_retries(assigned) == {RETRY_TP}
+    clock.now += 29
+    assert w.poller._waiting_retries(assigned) == {RETRY_TP}
+    clock.now += 2
+    assert w.poller._waiting_retries(assigned) == set()
+    wall.now = later  # due now: and the parked account gets a new trial
+    clock.now += 10
+    assert w.parker.health.parked(BLOCKED)
+    assert len(w.poller._due(consumer, {RETRY_TP: records[1:]})[RETRY_TP]) == 2
+    assert not w.parker.health.parked(BLOCKED)
+
+
+async def test_a_retry_partition_holding_a_batch_of_unsettled_messages_pauses() -> None:
+    w, _, _, wall = setup(account_park_after_s=10)
+    records = [
+        rec(i, BLOCKED, f"X{i}", 1.0, RETRY_TP, retry_headers(BLOCKED, wall.now, i))
+        for i in range(10)
+    ]
+    await w.poller.ingest({RETRY_TP: records})
+    assert w.poller._waiting_retries({TP, RETRY_TP}) == {RETRY_TP}
+    w.partitions.trackers[RETRY_TP].done(0)
+    assert w.poller._waiting_retries({TP, RETRY_TP}) == set()
+
+
+async def test_a_message_read_back_never_replaces_a_newer_one_of_its_sku() -> None:
+    """After a restart the new owner reads an old parked update and a newer one from the
+    input in one poll, the newer first: the newer one must win."""
+    w, service, clock, wall = setup(account_park_after_s=10)
+    service.revoked = False
+    w.parker.backlog[0] = Counter({BLOCKED: 1})  # what the assignment's count found
+    old = rec(0, BLOCKED, "X1", 1.0, RETRY_TP, retry_headers(BLOCKED, wall.now, 3))
+    await w.poller.ingest({TP: [rec(4, BLOCKED, "X1", 2.0)], RETRY_TP: [old]})
+    await step(w, clock() + 1)
+    moved = published(w, ".retry")  # both go behind, the older first (partial updates)
+    assert [json.loads(r.value)["price"] for r in moved] == [1.0, 2.0] and service.sent == []
+    assert [retry_info(r.headers).origin for r in moved] == [3, 4]  # type: ignore[union-attr]
+    statuses = [json.loads(r.value) for r in published(w, ".results")]
+    assert [(r["source"]["offset"], r["status"]) for r in statuses] == [(4, "deferred")]
+    back = [
+        rec(i, BLOCKED, "X1", json.loads(r.value)["price"], RETRY_TP, list(r.headers))
+        for i, r in enumerate(moved, start=1)
+    ]
+    await w.poller.ingest(w.poller._due(FakeConsumer(), {RETRY_TP: back}))
+    await step(w, clock() + 2)
+    assert service.sent == [(BLOCKED, [("X1", 2.0)])]
+
+
+async def test_a_whole_message_read_back_never_replaces_a_newer_one_of_its_sku() -> None:
+    """The same with whole-entity updates (last write wins, as product-sync): the old one
+    is superseded by the newer, which alone goes behind."""
+    w, service, clock, wall = setup(account_park_after_s=10)
+    w.coalescer._rules = {op: last_write_wins for op in w.coalescer._rules}
+    service.revoked = False
+    w.parker.backlog[0] = Counter({BLOCKED: 1})
+    old = rec(0, BLOCKED, "X1", 1.0, RETRY_TP, retry_headers(BLOCKED, wall.now, 3))
+    await w.poller.ingest({TP: [rec(4, BLOCKED, "X1", 2.0)], RETRY_TP: [old]})
+    await step(w, clock() + 1)
+    moved = published(w, ".retry")
+    assert [json.loads(r.value)["price"] for r in moved] == [2.0] and service.sent == []
+    statuses = [json.loads(r.value) for r in published(w, ".results")]
+    assert sorted((r["source"]["offset"], r["status"]) for r in statuses) == [
+        (3, "superseded"),
+        (4, "deferred"),
+    ]
