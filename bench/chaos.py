@@ -65,6 +65,7 @@ from tests.integration.harness import (
 
 TOKENS = {ACCT_A: TOKEN_A, ACCT_B: TOKEN_B}
 REVOKE_FLUSH_DEADLINE_S = 0.5
+SLICE_TIMEOUT_S = 30.0
 SLOW_API_MS = 1200  # longer than the revoke deadline, shorter than M2E_TIMEOUT_S
 
 
@@ -92,11 +93,26 @@ def events_for(n: int, skus: dict[str, list[str]], seed: int) -> list[tuple[byte
 
 async def produce_paced(topic: str, events: list[tuple[bytes, bytes]], seconds: float) -> int:
     """Produce in slices over `seconds`; a slice that fails (the broker restarting) is sent
-    again, as an upstream producer would: the input may then hold duplicates."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True, request_timeout_ms=15000
-    )
-    await producer.start()
+    again, as an upstream producer would: the input may then hold duplicates. A slice not
+    acknowledged within SLICE_TIMEOUT_S is sent again on a new producer: after a broker
+    restart an aiokafka producer has been seen to retry its connection without end."""
+
+    async def fresh() -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=BOOTSTRAP,
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=15000,
+        )
+        await producer.start()
+        return producer
+
+    async def close(producer: AIOKafkaProducer) -> None:
+        with contextlib.suppress(KafkaError, TimeoutError):
+            async with asyncio.timeout(10):
+                await producer.stop()
+
+    producer = await fresh()
     resent = 0
     slices = max(1, int(seconds * 4))
     size = -(-len(events) // slices)
@@ -106,16 +122,25 @@ async def produce_paced(topic: str, events: list[tuple[bytes, bytes]], seconds: 
             chunk = events[i : i + size]
             while True:
                 try:
-                    futures = [await producer.send(topic, v, key=k) for k, v in chunk]
-                    await asyncio.gather(*futures)
+                    async with asyncio.timeout(SLICE_TIMEOUT_S):
+                        futures = [await producer.send(topic, v, key=k) for k, v in chunk]
+                        await asyncio.gather(*futures)
                     break
                 except KafkaError:
                     resent += 1
                     await asyncio.sleep(1.0)
+                except TimeoutError:
+                    resent += 1
+                    await close(producer)
+                    while True:
+                        try:
+                            producer = await fresh()
+                            break
+                        except KafkaError:
+                            await asyncio.sleep(1.0)
             await asyncio.sleep(max(0.0, started + (n + 1) * seconds / slices - time.monotonic()))
     finally:
-        with contextlib.suppress(KafkaError):
-            await producer.stop()
+        await close(producer)
     return resent
 
 
