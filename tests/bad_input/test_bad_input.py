@@ -17,11 +17,11 @@ from tests.integration.harness import (
     TOKEN_A,
     WorkerProcess,
     create_topics,
-    eventually,
     order_topics,
     read_all,
     sandbox_config,
     wait_all_committed,
+    wait_ready,
     worker_env,
     write_credentials,
 )
@@ -91,7 +91,7 @@ async def test_hostile_inputs_go_to_the_dlq_with_their_reason_and_consumption_go
         env = worker_env(bootstrap_servers, sandbox.base_url, topic, groups[base], creds, **extra)
         workers[base] = WorkerProcess(service, env, tmp_path, service)
     try:
-        await eventually(lambda: all(w.ready() for w in workers.values()), timeout_s=90)
+        await wait_ready(*workers.values(), timeout_s=90)
         for base, cases in CASES.items():
             records = [(key, value) for _name, key, value, _reason in cases]
             await send(bootstrap_servers, topics[base], [*records, valid(base, sandbox)])

@@ -67,3 +67,4 @@ def workers(tmp_path: Any) -> Any:
     yield start
     for proc in started:
         proc.stop_now()
+        print(proc.describe())  # shown only when the test failed

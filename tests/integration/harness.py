@@ -221,6 +221,22 @@ async def eventually(check: Any, timeout_s: float = 60.0, every_s: float = 0.2) 
         await asyncio.sleep(every_s)
 
 
+async def wait_ready(*procs: WorkerProcess, timeout_s: float = 60.0, any_: bool = False) -> None:
+    """Until every process (or, with `any_`, one of them) answers /readyz; a process that
+    exits or never gets ready fails the test with its exit code and the tail of its log."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = [p.ready() for p in procs]
+        if any(states) if any_ else all(states):
+            return
+        exited = [p for p in procs if p.proc.poll() is not None]
+        if exited or time.monotonic() > deadline:
+            report = "\n".join(p.describe() for p in (exited or procs))
+            why = "exited" if exited else f"not ready within {timeout_s}s"
+            raise AssertionError(f"worker {why}:\n{report}")
+        await asyncio.sleep(0.2)
+
+
 def write_credentials(tmp: Path) -> Path:
     path = tmp / "credentials.yaml"
     path.write_text("".join(f"{k}: {v}\n" for k, v in CREDENTIALS.items()))
@@ -281,6 +297,12 @@ class WorkerProcess:
                 f"worker did not exit within {timeout_s}s; log: {self.log()[-3000:]}"
             )
         return int(self.proc.returncode)
+
+    def describe(self, tail: int = 4000) -> str:
+        """Name, exit code and the end of the log, for a failing test's report."""
+        code = self.proc.poll()
+        state = "running" if code is None else f"exit code {code}"
+        return f"--- {self.log_path.name} ({state}) ---\n{self.log()[-tail:]}"
 
     def log(self) -> str:
         if not self._log.closed:

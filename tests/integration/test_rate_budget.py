@@ -34,6 +34,7 @@ from .harness import (
     produce,
     sandbox_config,
     update,
+    wait_ready,
     write_credentials,
 )
 
@@ -71,7 +72,7 @@ async def test_two_processes_share_one_budget_without_429s(
         rate_limit_redis_prefix=prefix,
     )
     first, second = workers("variant-sync", env, "one"), workers("variant-sync", env, "two")
-    await eventually(lambda: first.ready() or second.ready(), timeout_s=60)
+    await wait_ready(first, second, any_=True)
     # Backlog: 2000 items at 5 per request need 400 requests, far more than the run allows.
     await asyncio.sleep(4 * period + 1)
     started = sandbox.sandbox.clock()
@@ -294,7 +295,7 @@ async def test_other_services_share_the_accounts_budget_with_variant_sync(
         ),
         "variants",
     )
-    await eventually(lambda: other.ready() and variant.ready(), timeout_s=60)
+    await wait_ready(other, variant)
     stop = asyncio.Event()
     feeder = (
         asyncio.create_task(_keep_ticking(bootstrap_servers, topic, stop))

@@ -20,6 +20,7 @@ from .harness import (
     sandbox_config,
     update,
     wait_all_committed,
+    wait_ready,
 )
 
 
@@ -37,7 +38,7 @@ async def test_third_worker_joins_and_leaves_mid_run(
     )
     prices = {sku: float(i + 1) for i, sku in enumerate(skus)}
     w1, w2 = workers("variant-sync", env, "one"), workers("variant-sync", env, "two")
-    await eventually(lambda: w1.ready() and w2.ready(), timeout_s=60)
+    await wait_ready(w1, w2)
 
     samples: list[tuple[dict[int, int], dict[str, float]]] = []
 

@@ -29,6 +29,7 @@ from .harness import (
     produce,
     read_all,
     sandbox_config,
+    wait_ready,
 )
 
 REVOKED = "6f1c2d3e-00ff-4a5b-8c9d-0000000000ff"  # an account whose token M2E refuses (401)
@@ -97,7 +98,7 @@ async def test_no_secret_in_logs_results_dead_letters_or_metrics(
         if name == "variant-sync":  # and some for the account M2E answers 401 for
             events = events + spec.samples(3, REVOKED)
         await produce(bootstrap_servers, topic, events)
-    await eventually(lambda: all(p.ready() for p in procs), timeout_s=90)
+    await wait_ready(*procs, timeout_s=90)
 
     seen: list[str] = []
     for name, topic in topics.items():
