@@ -39,9 +39,9 @@ from tests.integration.harness import (
     SandboxServer,
     WorkerProcess,
     create_topics,
-    eventually,
     order_topics,
     sandbox_config,
+    wait_ready,
 )
 
 SERVICES = {
@@ -165,11 +165,11 @@ async def run(
                     "EXPECTED_REPLICAS": str(replicas * len(SERVICES)),
                     "ORDERS_TOPIC": orders_topic,
                     "ORDER_CURSOR_TOPIC": cursors,
-                    "ORDER_TRANSACTIONAL_ID": f"{prefix}.order-poller.{r}",
+                    "ORDER_TRANSACTIONAL_ID": f"{prefix}.order-poller",
                     "LOG_LEVEL": "WARNING",
                 }
                 procs.append(WorkerProcess(service, env, tmp, f"{service}-{r}"))
-        await eventually(lambda: all(p.ready() for p in procs), timeout_s=120)
+        await wait_ready(*procs, timeout_s=120)
         warmup = 2 * period
         started = time.time()
         stop = asyncio.Event()

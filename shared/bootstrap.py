@@ -185,7 +185,10 @@ def create_app(
 
     @get(include_in_schema=False)
     async def healthz(scope: Any) -> AsgiResponse:
-        return AsgiResponse(b"ok", 200) if worker.alive else AsgiResponse(b"poll loop stalled", 503)
+        if worker.alive:
+            return AsgiResponse(b"ok", 200)
+        why = worker.signals.fatal or "poll loop stalled"
+        return AsgiResponse(why.encode(), 503)
 
     @get(include_in_schema=False)
     async def readyz(scope: Any) -> AsgiResponse:
@@ -231,7 +234,8 @@ def create_app(
 
 
 async def serve(service: Service, settings: WorkerSettings) -> int:
-    """Serve until SIGTERM/SIGINT (exit code 0) or a failed start (exit code 1)."""
+    """Serve until SIGTERM/SIGINT (exit code 0), or a failed start or a fatal error (exit
+    code 1)."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -274,11 +278,20 @@ async def serve(service: Service, settings: WorkerSettings) -> int:
             )
             start_failed(TimeoutError("startup"))
 
-    guard = asyncio.create_task(watchdog())
+    async def fatal() -> None:
+        # A fatal error (shared.service.Fatal): stop gracefully — what is done is
+        # committed — and exit non-zero so Kubernetes restarts the pod.
+        signals = app_parts.worker.signals
+        await signals.stop.wait()
+        failed.append(RuntimeError(signals.fatal))
+        server.should_exit = True
+
+    guards = [asyncio.create_task(watchdog()), asyncio.create_task(fatal())]
     try:
         await server.serve()
     finally:
-        guard.cancel()
+        for guard in guards:
+            guard.cancel()
     return 1 if failed else 0
 
 

@@ -9,6 +9,7 @@ the contract and need no look-up by name.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -89,6 +90,17 @@ class ItemOutcome:
 
 OK = ItemOutcome("ok", 200)
 
+# While `send` runs: the input partition each payload came from, in order. A service whose
+# writes are fenced per partition (order-poller's transactional producers) reads it.
+PARTITIONS: ContextVar[Sequence[int]] = ContextVar("m2e_partitions", default=())
+
+
+class Fatal(Exception):
+    """The process must not go on (its transactional producer was fenced: another process
+    owns its work now). The batch is given back unsettled, `/healthz` fails, and the
+    process exits non-zero after a graceful stop, so Kubernetes restarts it."""
+
+
 Headers = Sequence[tuple[str, bytes]]
 T = TypeVar("T")
 
@@ -109,6 +121,16 @@ class Service(Protocol):
 
     def use_metrics(self, metrics: Metrics) -> None:
         """The worker's metrics, for services that record metrics of their own."""
+        return None
+
+    async def assigned(self, partitions: Set[int]) -> None:
+        """Input partitions now owned; called before any of their messages is read (a
+        KafkaError is retried)."""
+        return None
+
+    async def revoked(self, partitions: Set[int]) -> None:
+        """Input partitions no longer owned; called once nothing of theirs is sent any more,
+        before the group hears they are let go."""
         return None
 
     def decode(self, key: bytes | None, value: bytes | None, headers: Headers) -> Decoded:

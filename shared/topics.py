@@ -71,9 +71,14 @@ async def read_topic(
     last: int | None = None,
     follow: bool = False,
     wait_s: float = 0.0,
+    settled: bool = False,
 ) -> AsyncIterator[ConsumerRecord[Any, Any]]:
     """The topic's committed records (`read_committed`, no group) from the beginning, or the
-    `last` N per partition, up to its end at the time of the call, or on and on (`follow`)."""
+    `last` N per partition, up to its end at the time of the call, or on and on (`follow`).
+
+    The end is the last stable offset: a record committed after another producer's still
+    open transaction began lies beyond it. `settled` reads to the high watermark instead,
+    waiting until every transaction open at the time of the call has ended."""
     tps = await partitions_of(bootstrap_servers, topic, kafka, wait_s)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
@@ -85,7 +90,10 @@ async def read_topic(
     await consumer.start()
     try:
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
+        if settled:
+            ends = await _high_watermarks(bootstrap_servers, tps, kafka)
+        else:
+            ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
         for tp in tps:
             consumer.seek(tp, max(starts[tp], ends[tp] - last) if last is not None else starts[tp])
@@ -96,6 +104,25 @@ async def read_topic(
             for records in batch.values():
                 for record in records:
                     yield record
+    finally:
+        with suppress(asyncio.CancelledError):
+            await consumer.stop()
+
+
+async def _high_watermarks(
+    bootstrap_servers: str, tps: list[TopicPartition], kafka: Mapping[str, Any] | None
+) -> dict[TopicPartition, int]:
+    # A read_committed consumer's end offsets are last stable offsets.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_uncommitted",
+        **dict(kafka or {}),
+    )
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(tps))
     finally:
         with suppress(asyncio.CancelledError):
             await consumer.stop()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import timedelta
 
 from services.order_poller import samples
-from services.order_poller.models import TickEvent, key_of
+from services.order_poller.models import TOPIC, TickEvent, key_of
 from services.order_poller.service import OrderPoller, content_hash, merge_ticks
 from services.order_poller.settings import ORDER_CURSORS_TOPIC, ORDERS_TOPIC, OrderPollerSettings
 from services.spec import ServiceSpec
@@ -14,13 +13,13 @@ from shared.topics import TopicSpec
 
 
 def build(settings: OrderPollerSettings) -> OrderPoller:
-    instance = settings.kafka_group_instance_id or socket.gethostname()
+    topic = settings.kafka_input_topic or TOPIC
     return OrderPoller(
         set(settings.credentials()),
         settings.kafka_bootstrap_servers,
         orders_topic=settings.orders_topic,
         cursor_topic=settings.order_cursor_topic,
-        transactional_id=settings.order_transactional_id or f"m2e-sync.order-poller.{instance}",
+        transactional_id=settings.order_transactional_id or f"m2e-sync.order-poller.{topic}",
         overlap=timedelta(days=settings.order_overlap_days),
         initial_lookback=timedelta(days=settings.order_initial_lookback_days),
         kafka=settings.kafka_security(),

@@ -9,14 +9,15 @@ takes one token of the account's rate budget.
 
 Exactly once on the Kafka side: the new or changed orders (by content hash) and the new
 cursor are published in one Kafka transaction; consumers of `orders` reading with
-`isolation_level=read_committed` see each (order, content) once. A stable transactional id
-fences a killed predecessor, whose open transaction is aborted. On start, the cursors are
-read back from their compacted topic.
+`isolation_level=read_committed` see each (order, content) once. The transactional id
+belongs to the tick partition (services.order_poller.transactions), so a partition's new
+owner fences its previous one; only then it reads the cursors back from their compacted
+topic, to its high watermark: a poll always starts from the latest committed cursor,
+whichever replica polled last.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -25,14 +26,15 @@ from collections.abc import Mapping, Set
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from services.order_poller.models import TOPIC, Cursor, OrderRecord, TickEvent
+from services.order_poller.transactions import Transactions
 from shared.coalescer import MergeRule, Payload
 from shared.m2e.client import M2EClient
 from shared.metrics import Metrics
 from shared.service import (
+    PARTITIONS,
     Decoded,
     Headers,
     InvalidMessage,
@@ -42,7 +44,7 @@ from shared.service import (
     check_key,
     describe,
 )
-from shared.topics import UnknownTopic, read_topic
+from shared.topics import UnknownTopic, partitions_of, read_topic
 
 log = logging.getLogger("m2e_sync.order_poller")
 OPERATION = "poll"
@@ -86,54 +88,55 @@ class OrderPoller(Service):
         self._bootstrap = bootstrap_servers
         self._orders_topic = orders_topic
         self._cursor_topic = cursor_topic
-        self._transactional_id = transactional_id
         self._overlap = overlap
         self._lookback = initial_lookback
         self._kafka = dict(kafka or {})
         self.metrics = metrics
+        self.transactions = Transactions(bootstrap_servers, transactional_id, kafka)
+        # The cursors of the accounts of owned tick partitions, and which partition each
+        # account's ticks came from (its cursor is forgotten when that partition goes).
         self.cursors: dict[str, Cursor] = {}
-        self._producer: AIOKafkaProducer | None = None
-        # One transactional producer, many accounts polled at once: one transaction at a time.
-        self._transaction_lock = asyncio.Lock()
+        self._partition_of: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self.cursors = await self._load_cursors()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            transactional_id=self._transactional_id,
-            enable_idempotence=True,
-            acks="all",
-            **self._kafka,
-        )
-        await (
-            self._producer.start()
-        )  # fences a predecessor with the same id, aborting its transaction
-        log.info("order-poller ready: %d cursors loaded", len(self.cursors))
+        try:  # a topic created a moment ago may need a moment
+            await partitions_of(self._bootstrap, self._cursor_topic, self._kafka, wait_s=10.0)
+        except UnknownTopic:
+            raise RuntimeError(
+                f"ORDER_CURSOR_TOPIC: the topic {self._cursor_topic} does not exist"
+            ) from None
 
     def use_metrics(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        await self.transactions.close()
+
+    async def assigned(self, partitions: Set[int]) -> None:
+        await self.transactions.own(partitions)  # fences their previous owners first
+        loaded = await self._load_cursors()
+        for key, cursor in loaded.items():
+            self.cursors.setdefault(key, cursor)  # a cached one is newer: polled here since
+        log.info("tick partitions %s owned: %d cursors read", sorted(partitions), len(self.cursors))
+
+    async def revoked(self, partitions: Set[int]) -> None:
+        await self.transactions.release(partitions)
+        gone = [key for key, p in self._partition_of.items() if p in partitions]
+        for key in gone:
+            self.cursors.pop(key, None)
+            del self._partition_of[key]
 
     async def _load_cursors(self) -> dict[str, Cursor]:
         cursors: dict[str, Cursor] = {}
-        try:  # a topic created a moment ago may need a moment
-            async for r in read_topic(
-                self._bootstrap, self._cursor_topic, self._kafka, wait_s=10.0
-            ):
-                key = r.key.decode()
-                if r.value is None:
-                    cursors.pop(key, None)
-                else:
-                    cursors[key] = Cursor.model_validate_json(r.value)
-        except UnknownTopic:
-            raise RuntimeError(
-                f"ORDER_CURSOR_TOPIC: the topic {self._cursor_topic} does not exist"
-            ) from None
+        # To the high watermark: a cursor committed after another transaction that is still
+        # open lies beyond the last stable offset, and must be seen.
+        async for r in read_topic(self._bootstrap, self._cursor_topic, self._kafka, settled=True):
+            key = r.key.decode()
+            if r.value is None:
+                cursors.pop(key, None)
+            else:
+                cursors[key] = Cursor.model_validate_json(r.value)
         return cursors
 
     # ------------------------------------------------------------------ decode
@@ -159,16 +162,23 @@ class OrderPoller(Service):
         self, client: M2EClient, account_token: str, operation: str, payloads: list[Payload]
     ) -> list[ItemOutcome]:
         outcomes = []
-        for payload in payloads:
+        for payload, partition in zip(payloads, PARTITIONS.get(), strict=True):
             published = await self.poll(
-                client, account_token, payload["channel"], payload.get("since")
+                client, account_token, payload["channel"], payload.get("since"), partition
             )
             outcomes.append(ItemOutcome("ok", 200, operation=f"poll:{published}"))
         return outcomes
 
-    async def poll(self, client: M2EClient, account: str, channel: str, since: str | None) -> int:
-        """One poll of one (channel, account); returns how many orders were published."""
-        assert self._producer is not None, "start() first"
+    async def poll(
+        self,
+        client: M2EClient,
+        account: str,
+        channel: str,
+        since: str | None,
+        partition: int = 0,
+    ) -> int:
+        """One poll of one (channel, account), whose ticks come from tick `partition`;
+        returns how many orders were published."""
         key = f"{channel}:{account}"
         state = self.cursors.get(key) or Cursor(channel=channel, account_token=account)
         now = datetime.now(UTC)
@@ -208,8 +218,20 @@ class OrderPoller(Service):
         cursor = Cursor(
             channel=channel, account_token=account, cursor=latest, seen=seen, polled_at=now
         )
-        await self._publish(key, account, channel, changed, cursor, now)
+        records = [
+            (
+                self._orders_topic,
+                order["token"].encode(),
+                OrderRecord(account_token=account, channel=channel, order=order, fetched_at=now)
+                .model_dump_json()
+                .encode(),
+            )
+            for order in changed
+        ]
+        records.append((self._cursor_topic, key.encode(), cursor.model_dump_json().encode()))
+        await self.transactions.publish(partition, records)
         self.cursors[key] = cursor
+        self._partition_of[key] = partition
         if self.metrics is not None:
             self.metrics.orders_published.labels(self.name, account, channel).inc(len(changed))
             if latest is not None:
@@ -217,27 +239,3 @@ class OrderPoller(Service):
                     time.time() - latest.timestamp()
                 )
         return len(changed)
-
-    async def _publish(
-        self,
-        key: str,
-        account: str,
-        channel: str,
-        orders: list[dict[str, Any]],
-        cursor: Cursor,
-        now: datetime,
-    ) -> None:
-        assert self._producer is not None
-        async with self._transaction_lock, self._producer.transaction():
-            for order in orders:
-                record = OrderRecord(
-                    account_token=account, channel=channel, order=order, fetched_at=now
-                )
-                await self._producer.send(
-                    self._orders_topic,
-                    record.model_dump_json().encode(),
-                    key=order["token"].encode(),
-                )
-            await self._producer.send(
-                self._cursor_topic, cursor.model_dump_json().encode(), key=key.encode()
-            )

@@ -18,5 +18,6 @@ class OrderPollerSettings(WorkerSettings):
     order_cursor_topic: str = ORDER_CURSORS_TOPIC
     order_overlap_days: Annotated[float, Field(gt=0)] = 7.0
     order_initial_lookback_days: Annotated[float, Field(gt=0)] = 30.0
-    order_transactional_id: str | None = None  # default: m2e-sync.order-poller.<POD_NAME or host>
+    # Prefix of the transactional ids, one per tick partition: `<prefix>.<partition>`.
+    order_transactional_id: str | None = None  # default: m2e-sync.order-poller.<tick topic>
     tick_accounts: str = ""  # "channel:account_token,…"; empty: every account the API lists

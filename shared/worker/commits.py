@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -118,17 +118,12 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("end offsets unavailable, no catch-up hold: %s", exc)
             ends = {}
         self._ctx.partitions.assigned_ends.update({tp: end for tp, end in ends.items() if end > 0})
+        numbers = {tp.partition for tp in inputs}
+        if numbers:
+            await _retrying("preparing the service", lambda: self._ctx.service.assigned(numbers))
         # Without the count a new message could overtake an older one waiting in the retry
         # topic: no record is read until it is done.
-        delay = 0.5
-        while True:
-            try:
-                await self._parker.scan(consumer, assigned)
-                return
-            except KafkaError as exc:
-                log.warning("counting the retry topic failed, retrying: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        await _retrying("counting the retry topic", lambda: self._parker.scan(consumer, assigned))
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = set(revoked)
@@ -156,9 +151,28 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                     dropped,
                     cancelled,
                 )
+        numbers = {tp.partition for tp in revoked if not self._parker.is_retry(tp.topic)}
+        if numbers:
+            try:
+                await self._ctx.service.revoked(numbers)
+            except Exception:
+                log.exception("%s failed to let partitions go", self._ctx.service.name)
         partitions.forget(revoked)
         self._parker.forget(revoked)
         log.info("partitions revoked: %s", _names(revoked))
+
+
+async def _retrying(what: str, step: Callable[[], Awaitable[None]]) -> None:
+    """`step` until it does not raise a KafkaError, backing off up to 10 s."""
+    delay = 0.5
+    while True:
+        try:
+            await step()
+            return
+        except KafkaError as exc:
+            log.warning("%s failed, retrying: %s", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _names(tps: Iterable[TopicPartition]) -> list[str]:

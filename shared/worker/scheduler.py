@@ -38,7 +38,7 @@ from shared.m2e.client import (
 from shared.m2e.flight import FLIGHT, Flight
 from shared.offsets import PartitionTracker
 from shared.results import ErrorInfo
-from shared.service import ItemOutcome
+from shared.service import PARTITIONS, Fatal, ItemOutcome
 from shared.worker.context import Context
 from shared.worker.park import Parker
 from shared.worker.settle import Settler
@@ -245,6 +245,12 @@ class Scheduler:
         except Abandoned:
             self._give_back(bucket, batch, 0.0)
             return
+        except Fatal as exc:
+            if self._ctx.signals.fatal is None:
+                log.error("%s: stopping the process: %s", self._ctx.service.name, exc)
+            self._ctx.signals.fail(str(exc))
+            self._give_back(bucket, batch, self._ctx.settings.shutdown_grace_s)
+            return
         except asyncio.CancelledError:
             self._give_back(bucket, batch, 0.0)
             raise
@@ -274,6 +280,7 @@ class Scheduler:
         raise stand alone; the rest goes on. Such an item is tried again later (None), and
         after POISON_MAX_ATTEMPTS goes to the DLQ with the exception's class and message.
         M2E errors propagate: they are about the account or the API, not the items."""
+        PARTITIONS.set([p.sources[0].partition for p in batch])
         try:
             outcomes = await self._ctx.service.send(
                 self._client, account, operation, [p.payload for p in batch]
@@ -284,7 +291,7 @@ class Scheduler:
                     f"for {len(batch)} items"
                 )
             return list(outcomes)
-        except M2EError:
+        except (M2EError, Fatal):
             raise
         except Exception as exc:
             if len(batch) > 1:

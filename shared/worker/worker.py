@@ -185,7 +185,7 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        return self.clock() - self.poller.last_poll < STALL_S
+        return self.signals.fatal is None and self.clock() - self.poller.last_poll < STALL_S
 
     @property
     def ready(self) -> bool:
