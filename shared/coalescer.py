@@ -10,6 +10,7 @@ Time comes from an injected clock (an item's `since`), so linger is tested witho
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -62,6 +63,9 @@ class Pending:
     attempts: int = 0  # sends of this item so far
     # Its account has older messages waiting in the retry topic: it goes there too, behind them.
     must_park: bool = False
+    # Answered "not yet" (ItemOutcome.retry_for_s): first answered then; waits until not_before.
+    failing_since: float | None = None
+    not_before: float = 0.0
 
 
 class MergeRule(Protocol):
@@ -86,12 +90,14 @@ class BucketKey:
 
 
 class Bucket:
-    __slots__ = ("items", "key", "merge")
+    __slots__ = ("items", "key", "merge", "waiting")
 
     def __init__(self, key: BucketKey, merge: MergeRule) -> None:
         self.key = key
         self.merge = merge
         self.items: dict[str, Pending] = {}  # insertion order = arrival order of keys
+        # Items to be sent again later (Coalescer.hold); newer events of their keys join them.
+        self.waiting: dict[str, Pending] = {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -116,6 +122,7 @@ class Coalescer:
         self._clock = clock
         self.buckets: dict[BucketKey, Bucket] = {}
         self.size = 0  # pending items across buckets
+        self.held = 0  # of which set aside to be sent later (hold)
 
     def add(
         self,
@@ -131,7 +138,7 @@ class Coalescer:
         bucket = self.buckets.get(bkey)
         if bucket is None:
             bucket = self.buckets[bkey] = Bucket(bkey, self._rules[operation])
-        pending = bucket.items.get(key)
+        pending = bucket.items.get(key) or bucket.waiting.get(key)
         if pending is None:
             bucket.items[key] = Pending(key, payload, [source], since=self._clock(), must_park=park)
             self.size += 1
@@ -168,15 +175,42 @@ class Coalescer:
                 bucket.items[key] = pending
                 continue
             self.size -= 1
-            merged, replaced = bucket.merge(old.payload, pending.payload)
-            old.payload = merged
-            if replaced:
-                old.superseded.extend(old.sources)
-                old.sources = list(pending.sources)
-            else:
-                old.sources.extend(pending.sources)
-            old.superseded.extend(pending.superseded)
-            old.must_park |= pending.must_park
+            self._absorb(bucket, old, pending)
+
+    @staticmethod
+    def _absorb(bucket: Bucket, old: Pending, newer: Pending) -> None:
+        merged, replaced = bucket.merge(old.payload, newer.payload)
+        old.payload = merged
+        if replaced:
+            old.superseded.extend(old.sources)
+            old.sources = list(newer.sources)
+        else:
+            old.sources.extend(newer.sources)
+        old.superseded.extend(newer.superseded)
+        old.must_park |= newer.must_park
+
+    def hold(self, bucket: Bucket, items: list[Pending]) -> None:
+        """Set sent items aside until each one's `not_before`; a newer event of the same key
+        that arrived meanwhile joins it, so nothing of that key overtakes it."""
+        for pending in items:
+            newer = bucket.items.pop(pending.key, None)
+            if newer is not None:
+                self.size -= 1
+                self._absorb(bucket, pending, newer)
+            bucket.waiting[pending.key] = pending
+            self.size += 1
+            self.held += 1
+
+    def release_due(self, bucket: Bucket, now: float) -> float:
+        """Put waiting items whose time came back in front; returns when the next one is due."""
+        due = [p for p in bucket.waiting.values() if p.not_before <= now]
+        if due:
+            for pending in due:
+                del bucket.waiting[pending.key]
+            self.size -= len(due)
+            self.held -= len(due)
+            self.requeue(bucket, due)
+        return min((p.not_before for p in bucket.waiting.values()), default=math.inf)
 
     def take(self, bucket: Bucket) -> list[Pending]:
         """Remove up to max_items items, oldest first: the next batch to send."""
@@ -195,9 +229,11 @@ class Coalescer:
         """Forget buffered items from revoked partitions (their new owner re-reads them)."""
         dropped = 0
         for bucket in self.buckets.values():
-            for key in [k for k, p in bucket.items.items() if p.sources[0].tracker in trackers]:
-                del bucket.items[key]
-                dropped += 1
+            for items in (bucket.items, bucket.waiting):
+                for key in [k for k, p in items.items() if p.sources[0].tracker in trackers]:
+                    del items[key]
+                    dropped += 1
+                    self.held -= items is bucket.waiting
         self.size -= dropped
         return dropped
 

@@ -86,6 +86,9 @@ class ItemOutcome:
     error: ErrorInfo | None = None
     operation: str | None = None  # what was done, when the service decided at send time
     dead_letter: bool = False  # also write the original message to the DLQ (with error)
+    # Failed for now, may succeed later (a SKU not created yet): the core sends the item
+    # again, alone and with back-off, until this long after its first such answer.
+    retry_for_s: float | None = None
 
 
 OK = ItemOutcome("ok", 200)

@@ -6,20 +6,20 @@ from services.spec import ServiceSpec
 from services.variant_sync import samples
 from services.variant_sync.models import VariantUpdateEvent, key_of
 from services.variant_sync.service import VariantSync
-from shared.config import WorkerSettings
+from services.variant_sync.settings import VariantSyncSettings
 
 
-def build(settings: WorkerSettings) -> VariantSync:
-    return VariantSync(set(settings.credentials()))
+def build(settings: VariantSyncSettings) -> VariantSync:
+    return VariantSync(set(settings.credentials()), settings.variant_not_found_retry_s)
 
 
 SPEC = ServiceSpec.of(
     VariantSync,
     event=VariantUpdateEvent,
-    settings=WorkerSettings,
+    settings=VariantSyncSettings,
     build=build,
     key=key_of,
     samples=samples,
 )
 
-__all__ = ["SPEC", "VariantSync", "build"]
+__all__ = ["SPEC", "VariantSync", "VariantSyncSettings", "build"]

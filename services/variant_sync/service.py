@@ -3,11 +3,16 @@
 Updates for one SKU within a batch window merge field by field (the later value of each
 field wins), so price and stock changes reach M2E in full batches without losing any
 field an earlier event set.
+
+An update for a SKU M2E does not know (404) is not failed at once: its product may be on
+its way through product-sync, published at the same moment. The core sends it again with
+back-off, outside its batch, for `VARIANT_NOT_FOUND_RETRY_S`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
+from dataclasses import replace
 
 from pydantic import ValidationError
 
@@ -50,8 +55,9 @@ class VariantSync(Service):
     key_field = "sku"
     merge_rules: Mapping[str, MergeRule] = {OPERATION: merge_fields}
 
-    def __init__(self, known_accounts: Set[str]) -> None:
+    def __init__(self, known_accounts: Set[str], not_found_retry_s: float = 0.0) -> None:
         self._accounts = known_accounts
+        self._not_found_retry_s = not_found_retry_s
 
     def decode(self, key: bytes | None, value: bytes | None, headers: Headers) -> Decoded:
         if value is None:
@@ -82,6 +88,12 @@ class VariantSync(Service):
     async def send(
         self, client: M2EClient, account_token: str, operation: str, payloads: list[Payload]
     ) -> list[ItemOutcome]:
-        return await send_isolating(
+        outcomes = await send_isolating(
             payloads, lambda items: client.update_variants(account_token, items)
         )
+        if not self._not_found_retry_s:
+            return outcomes
+        return [
+            replace(o, retry_for_s=self._not_found_retry_s) if o.http_status == 404 else o
+            for o in outcomes
+        ]

@@ -67,8 +67,10 @@ class Scheduler:
 
     @property
     def idle(self) -> bool:
-        """Nothing buffered and nothing in flight."""
-        return not (self._ctx.coalescer.size or self.flushes)
+        """Nothing buffered to send now and nothing in flight (items set aside to be sent
+        later stay unsettled: a stop leaves them to the next owner)."""
+        coalescer = self._ctx.coalescer
+        return not (coalescer.size - coalescer.held or self.flushes)
 
     async def run(self) -> None:
         while not self.closed:
@@ -84,6 +86,10 @@ class Scheduler:
 
     async def _consider(self, bucket: Bucket, now: float) -> float:
         """Send the bucket's next batch if it is due; else say when to look again."""
+        waiting = self._ctx.coalescer.release_due(bucket, now) if bucket.waiting else math.inf
+        return min(waiting, await self._consider_items(bucket, now))
+
+    async def _consider_items(self, bucket: Bucket, now: float) -> float:
         key = bucket.key
         if not bucket.items or key in self._in_flight:
             return math.inf  # woken when items arrive or the batch ends
@@ -265,6 +271,10 @@ class Scheduler:
         again = [p for p, o in zip(batch, outcomes, strict=True) if o is None]
         if again:
             self._give_back(bucket, again, self._backoff(bucket.key))
+        later = {id(p): p for p, o in done if self._later(p, o)}
+        if later:
+            self._ctx.coalescer.hold(bucket, list(later.values()))
+            done = [(p, o) for p, o in done if id(p) not in later]
         if done:
             records, sources = self._settler.results(
                 account, operation, [p for p, _ in done], [o for _, o in done]
@@ -310,6 +320,19 @@ class Scheduler:
                 return [None]
             error = ErrorInfo(code=type(exc).__name__, message=str(exc) or type(exc).__name__)
             return [ItemOutcome("failed", None, error, dead_letter=True)]
+
+    def _later(self, pending: Pending, outcome: ItemOutcome) -> bool:
+        """Whether an item answered "not yet" is sent again (and when), or settles now."""
+        if outcome.retry_for_s is None or not pending.sources[0].tracker.alive:
+            return False
+        now = self._ctx.clock()
+        if pending.failing_since is None:
+            pending.failing_since = now
+        if now - pending.failing_since >= outcome.retry_for_s:
+            return False
+        cap = self._ctx.settings.failure_backoff_cap_s
+        pending.not_before = now + min(cap, 0.5 * 2.0 ** (pending.attempts - 1))
+        return True
 
     def _give_back(self, bucket: Bucket, batch: list[Pending], backoff_s: float) -> None:
         # Items of a partition revoked meanwhile belong to its new owner: never re-sent here.
