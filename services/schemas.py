@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from services.order_poller.models import Cursor, OrderRecord
+from services.order_poller.models import CursorRecord, OrderRecord
 from services.order_poller.settings import ORDER_CURSORS_TOPIC, ORDERS_TOPIC
 from services.registry import SERVICES
 from shared.results import keyed_result
@@ -24,7 +24,7 @@ MODELS: dict[str, type[BaseModel]] = {
     # Every <input>.results topic: the common fields and each service's key field.
     "results": keyed_result(*sorted({spec.key_field for spec in SERVICES.values()})),
     ORDERS_TOPIC: OrderRecord,
-    ORDER_CURSORS_TOPIC: Cursor,
+    ORDER_CURSORS_TOPIC: CursorRecord,
 }
 
 DLQ_HEADERS: dict[str, Any] = {

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel
 
 from shared.m2e.models import Channel, optional
 
@@ -41,12 +41,26 @@ class OrderRecord(BaseModel):
 
 
 class Cursor(BaseModel):
-    """Per (channel, account), in a compacted topic: how far polling got, and the content
-    hash of every order inside the overlap window (what was published, so an unchanged
-    order is not published again)."""
+    """Per (channel, account), key `channel:account_token`, in a compacted topic: how far
+    polling got, and which parts hold the orders seen inside the overlap window (what was
+    published, so an unchanged order is not published again; services.order_poller.seen)."""
 
     channel: str
     account_token: str
     cursor: datetime | None = None  # the latest sale_date seen
-    seen: dict[str, tuple[str, str]] = {}  # order token → (content hash, sale_date)
     polled_at: datetime | None = None
+    days: dict[str, int] = {}  # sale day "YYYY-MM-DD" → its parts, keys `<key>#<day>#<part>`
+    # Written before parts existed: order token → (content hash, sale_date). Read, converted.
+    seen: dict[str, tuple[str, str]] | None = None
+
+
+class CursorPart(BaseModel):
+    """Key `channel:account_token#YYYY-MM-DD#part`: orders of that sale day seen inside the
+    overlap window, 14 bytes each (8 of blake2b-64 of the order token, then the first 6 of
+    its content hash), sorted, base64."""
+
+    entries: str
+
+
+class CursorRecord(RootModel[Cursor | CursorPart]):
+    """A record of the cursor topic: a cursor or one of its parts (a tombstone deletes)."""

@@ -28,8 +28,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.order_poller import cursors
 from services.order_poller.models import TOPIC, Cursor, OrderRecord, TickEvent
-from services.order_poller.transactions import Transactions
+from services.order_poller.seen import PART_ENTRIES, Seen
+from services.order_poller.transactions import Record, Transactions
 from shared.coalescer import MergeRule, Payload
 from shared.m2e.client import M2EClient
 from shared.metrics import Metrics
@@ -44,7 +46,7 @@ from shared.service import (
     check_key,
     describe,
 )
-from shared.topics import UnknownTopic, partitions_of, read_topic
+from shared.topics import UnknownTopic, partitions_of
 
 log = logging.getLogger("m2e_sync.order_poller")
 OPERATION = "poll"
@@ -83,6 +85,7 @@ class OrderPoller(Service):
         initial_lookback: timedelta = timedelta(days=30),
         kafka: Mapping[str, Any] | None = None,
         metrics: Metrics | None = None,
+        part_entries: int = PART_ENTRIES,
     ) -> None:
         self._accounts = known_accounts
         self._bootstrap = bootstrap_servers
@@ -93,9 +96,10 @@ class OrderPoller(Service):
         self._kafka = dict(kafka or {})
         self.metrics = metrics
         self.transactions = Transactions(bootstrap_servers, transactional_id, kafka)
+        self._part_entries = part_entries
         # The cursors of the accounts of owned tick partitions, and which partition each
         # account's ticks came from (its cursor is forgotten when that partition goes).
-        self.cursors: dict[str, Cursor] = {}
+        self.cursors: dict[str, cursors.State] = {}
         self._partition_of: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -115,9 +119,9 @@ class OrderPoller(Service):
 
     async def assigned(self, partitions: Set[int]) -> None:
         await self.transactions.own(partitions)  # fences their previous owners first
-        loaded = await self._load_cursors()
-        for key, cursor in loaded.items():
-            self.cursors.setdefault(key, cursor)  # a cached one is newer: polled here since
+        loaded = await cursors.load(self._bootstrap, self._cursor_topic, self._kafka)
+        for key, state in loaded.items():
+            self.cursors.setdefault(key, state)  # a cached one is newer: polled here since
         log.info("tick partitions %s owned: %d cursors read", sorted(partitions), len(self.cursors))
 
     async def revoked(self, partitions: Set[int]) -> None:
@@ -126,18 +130,6 @@ class OrderPoller(Service):
         for key in gone:
             self.cursors.pop(key, None)
             del self._partition_of[key]
-
-    async def _load_cursors(self) -> dict[str, Cursor]:
-        cursors: dict[str, Cursor] = {}
-        # To the high watermark: a cursor committed after another transaction that is still
-        # open lies beyond the last stable offset, and must be seen.
-        async for r in read_topic(self._bootstrap, self._cursor_topic, self._kafka, settled=True):
-            key = r.key.decode()
-            if r.value is None:
-                cursors.pop(key, None)
-            else:
-                cursors[key] = Cursor.model_validate_json(r.value)
-        return cursors
 
     # ------------------------------------------------------------------ decode
     def decode(self, key: bytes | None, value: bytes | None, headers: Headers) -> Decoded:
@@ -180,12 +172,14 @@ class OrderPoller(Service):
         """One poll of one (channel, account), whose ticks come from tick `partition`;
         returns how many orders were published."""
         key = f"{channel}:{account}"
-        state = self.cursors.get(key) or Cursor(channel=channel, account_token=account)
+        state = self.cursors.get(key)
+        before = state.cursor if state is not None else None
+        seen = state.seen.copy() if state is not None else Seen()  # kept if the publish fails
         now = datetime.now(UTC)
         if since is not None:
             start = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        elif state.cursor is not None:
-            start = state.cursor - self._overlap
+        elif before is not None and before.cursor is not None:
+            start = before.cursor - self._overlap
         else:
             start = now - self._lookback
         body: dict[str, Any] = {
@@ -193,8 +187,7 @@ class OrderPoller(Service):
             "sort": {"field": "sale_date", "direction": "asc"},
         }
         changed: list[dict[str, Any]] = []
-        seen = dict(state.seen)
-        latest = state.cursor
+        latest = before.cursor if before is not None else None
         offset = 0
         while True:
             page = await client.find_orders(
@@ -202,23 +195,23 @@ class OrderPoller(Service):
             )
             for order in page.list:
                 raw = order.model_dump(mode="json")
-                digest = content_hash(raw)
-                if seen.get(order.token, ("", ""))[0] != digest:
+                if seen.update(order.token, content_hash(raw), raw["sale_date"]):
                     changed.append(raw)
-                seen[order.token] = (digest, raw["sale_date"])
                 if latest is None or order.sale_date > latest:
                     latest = order.sale_date
             offset += len(page.list)
             if not page.list or offset >= page.total:
                 break
-        horizon = _iso((latest or now) - self._overlap)
-        seen = {
-            token: v for token, v in seen.items() if v[1] >= horizon
-        }  # older ones are out of the window
-        cursor = Cursor(
-            channel=channel, account_token=account, cursor=latest, seen=seen, polled_at=now
+        seen.expire(_iso((latest or now) - self._overlap)[:10])  # older days: out of the window
+        cursor, state_records = cursors.records(
+            self._cursor_topic,
+            key,
+            before,
+            Cursor(channel=channel, account_token=account, cursor=latest, polled_at=now),
+            seen,
+            self._part_entries,
         )
-        records = [
+        records: list[Record] = [
             (
                 self._orders_topic,
                 order["token"].encode(),
@@ -228,9 +221,9 @@ class OrderPoller(Service):
             )
             for order in changed
         ]
-        records.append((self._cursor_topic, key.encode(), cursor.model_dump_json().encode()))
-        await self.transactions.publish(partition, records)
-        self.cursors[key] = cursor
+        await self.transactions.publish(partition, records + state_records)
+        seen.touched.clear()
+        self.cursors[key] = cursors.State(cursor, seen)
         self._partition_of[key] = partition
         if self.metrics is not None:
             self.metrics.orders_published.labels(self.name, account, channel).inc(len(changed))

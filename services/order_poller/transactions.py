@@ -41,7 +41,7 @@ FENCED = (
     TransactionalIdAuthorizationFailed,
 )
 
-Record = tuple[str, bytes, bytes]  # topic, key, value
+Record = tuple[str, bytes, bytes | None]  # topic, key, value (None: a tombstone)
 
 
 class Transactions:

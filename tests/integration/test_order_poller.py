@@ -278,3 +278,79 @@ async def test_accounts_polled_at_once_share_the_transactional_producer(
         assert len({o["order"]["token"] for o in orders}) == 3 * 5000
     finally:
         await parts.worker.stop()
+
+
+async def test_a_cursor_of_200k_orders_in_the_window_commits_and_reads_back(
+    bootstrap_servers: str,
+) -> None:
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    from services.order_poller import cursors as store
+    from services.order_poller.models import Cursor
+    from services.order_poller.transactions import Transactions
+    from tests.services.order_poller.test_seen import orders as window
+
+    _ticks, _orders, topic = await order_topics(bootstrap_servers)
+    seen = store.Seen()
+    legacy: dict[str, tuple[str, str]] = {}
+    for token, digest, sale in window(200_000, 7):
+        seen.update(token, digest, sale)
+        legacy[token] = (digest, sale)
+    key = f"ebay:{ACCT_A}"
+    head = Cursor(channel="ebay", account_token=ACCT_A)
+    transactions = Transactions(bootstrap_servers, f"it-cursor-{uuid.uuid4().hex[:6]}")
+    await transactions.own([0])
+    try:
+        # As the cursor was written before: one record, ~91 bytes an order.
+        inline = head.model_copy(update={"seen": legacy}).model_dump_json().encode()
+        try:
+            await transactions.publish(0, [(topic, key.encode(), inline)])
+        except MessageSizeTooLargeError:
+            pass
+        else:
+            raise AssertionError("an inline cursor of 200,000 orders was accepted")
+        _written, records = store.records(topic, key, None, head, seen)
+        await transactions.publish(0, records)
+    finally:
+        await transactions.close()
+    [state] = (await store.load(bootstrap_servers, topic)).values()
+    assert len(state.seen) == 200_000 and sum(state.cursor.days.values()) == len(records) - 1
+    assert not any(state.seen.update(t, d, s) for t, d, s in window(200_000, 7))
+
+
+async def test_a_poller_reads_the_cursor_parts_another_one_wrote(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path
+) -> None:
+    sandbox, ticks, orders_topic, parts = await frozen_poller(
+        bootstrap_servers, sandbox_server, tmp_path, 400, 31
+    )
+    service = parts.worker.service
+    service._part_entries = 7  # many parts per day
+    try:
+        await produce(bootstrap_servers, ticks, [tick("ebay", ACCT_A)])
+        await read_all(bootstrap_servers, f"{ticks}.results", 1)
+    finally:
+        await parts.worker.stop()
+    assert len(await read_orders(bootstrap_servers, orders_topic)) == 400
+    [state] = service.cursors.values()
+    assert sum(state.cursor.days.values()) > len(state.cursor.days)  # days in several parts
+    again = OrderPoller(
+        set(CREDENTIALS),
+        bootstrap_servers,
+        orders_topic=orders_topic,
+        cursor_topic=service._cursor_topic,
+        transactional_id=service.transactions.id_prefix,
+        initial_lookback=timedelta(days=31),
+        part_entries=7,
+    )
+    settings = parts.worker.settings
+    second = build_parts(again, settings)
+    await second.worker.start()
+    try:
+        await produce(bootstrap_servers, ticks, [tick("ebay", ACCT_A)])
+        await read_all(bootstrap_servers, f"{ticks}.results", 2)
+    finally:
+        await second.worker.stop()
+    assert len(await read_orders(bootstrap_servers, orders_topic)) == 400  # none again
+    # 4 pages back 31 days, then 1: the second read its cursor and began 7 days before it.
+    assert len(sandbox.requests("POST /order/find/")) == 4 + 1
