@@ -25,6 +25,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry, make_asgi_app
 
+from shared.catalog import CatalogView, MemoryView, RedisView
 from shared.config import WorkerSettings
 from shared.limiter import (
     FailoverLimiter,
@@ -44,6 +45,29 @@ from shared.worker import Worker
 log = logging.getLogger("m2e_sync.bootstrap")
 
 
+def redis_client(settings: WorkerSettings, timeout_s: float) -> Any:
+    """A client of `REDIS_URL` (None without one). A Redis that stops answering fails a call
+    within `timeout_s`, never the worker."""
+    if settings.redis_url is None:
+        return None
+    from redis.asyncio import Redis
+
+    return Redis.from_url(
+        settings.redis_url,
+        password=settings.redis_password.get_secret_value() if settings.redis_password else None,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+    )
+
+
+def catalog_view(settings: WorkerSettings) -> CatalogView:
+    """The shared view of the catalog (shared.catalog): in Redis when there is one."""
+    redis = redis_client(settings, timeout_s=2.0)
+    if redis is None:
+        return MemoryView()
+    return RedisView(redis, settings.catalog_view_ttl_s)
+
+
 def build_limiter(settings: WorkerSettings, metrics: Metrics) -> Limiter:
     if not settings.rate_limit_enabled:
         return UnlimitedLimiter()
@@ -53,16 +77,9 @@ def build_limiter(settings: WorkerSettings, metrics: Metrics) -> Limiter:
         settings.rate_limit_safety,
         jitter_s=settings.rate_limit_jitter_ms / 1000,
     )
-    if settings.redis_url is None:
+    redis = redis_client(settings, timeout_s=1.0)
+    if redis is None:
         return LocalLimiter(policy)
-    from redis.asyncio import Redis
-
-    redis = Redis.from_url(
-        settings.redis_url,
-        password=settings.redis_password.get_secret_value() if settings.redis_password else None,
-        socket_timeout=1.0,
-        socket_connect_timeout=1.0,
-    )
     degraded = metrics.limiter_degraded.labels(metrics.service)
     return FailoverLimiter(
         RedisLimiter(redis, policy, prefix=settings.rate_limit_redis_prefix),

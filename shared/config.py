@@ -106,6 +106,8 @@ class WorkerSettings(BaseSettings):
     rate_limit_safety: Annotated[float, Field(ge=0, le=1)] = 0.0
     rate_limit_jitter_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
     rate_limit_redis_prefix: str = "m2e-sync:rl"  # Redis key prefix of the shared buckets
+    # How long the shared view of the catalog (shared.catalog) remembers a SKU in Redis.
+    catalog_view_ttl_s: Annotated[int, Field(ge=60)] = 7 * 86400
     redis_key_secret: SecretStr | None = None  # HMAC key of the bucket names (same everywhere)
     # Degraded share (Redis down) = rate ÷ this: every process that may share a token's
     # budget. Default: one replica of each of the four workers (the chart sets the real sum).

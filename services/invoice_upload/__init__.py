@@ -8,6 +8,7 @@ from services.invoice_upload.models import InvoiceEvent, key_of
 from services.invoice_upload.service import InvoiceUpload, MemoryLedger, RedisLedger
 from services.invoice_upload.settings import InvoiceUploadSettings
 from services.spec import ServiceSpec
+from shared.bootstrap import redis_client
 
 
 def build(settings: InvoiceUploadSettings) -> InvoiceUpload:
@@ -21,13 +22,8 @@ def build(settings: InvoiceUploadSettings) -> InvoiceUpload:
     )
     ttl = settings.invoice_ledger_ttl_days * 86400
     ledger: MemoryLedger | RedisLedger = MemoryLedger(ttl)
-    if settings.redis_url is not None:
-        from redis.asyncio import Redis
-
-        password = settings.redis_password.get_secret_value() if settings.redis_password else None
-        redis = Redis.from_url(
-            settings.redis_url, password=password, socket_timeout=2.0, socket_connect_timeout=2.0
-        )  # a Redis that stops answering fails the upload's check, not the worker
+    redis = redis_client(settings, timeout_s=2.0)  # fails the upload's check, not the worker
+    if redis is not None:
         ledger = RedisLedger(redis, ttl)
     return InvoiceUpload(
         set(settings.credentials()), SafeFetcher(policy), ledger, settings.invoice_concurrency

@@ -10,6 +10,7 @@ from services.product_sync.models import ProductEvent, key_of
 from services.product_sync.service import ProductSync
 from services.product_sync.settings import ProductSyncSettings
 from services.spec import ServiceSpec
+from shared.bootstrap import catalog_view
 from shared.config import ConfigError, read_yaml
 
 
@@ -34,6 +35,7 @@ def build(settings: ProductSyncSettings) -> ProductSync:
         set(settings.credentials()),
         load_defaults(settings.product_defaults_file),
         settings.product_max_variants,
+        catalog_view(settings),
     )
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.product_sync.models import Pricing, SapProduct, SapSku
+from shared.m2e.models import ProductCreate
 
 WEIGHT_UNITS = {1: "GRAMS", 2: "KILOGRAMS", 3: "OUNCES", 4: "POUNDS", 5: "TONNES"}
 LENGTH_UNITS = {
@@ -183,3 +184,20 @@ def sap_to_m2e(
     if attributes:
         out["attributes"] = attributes
     return out
+
+
+def variants_problem(product: ProductCreate, max_variants: int) -> str | None:
+    """Why M2E cannot take the product's variants as they are, or None."""
+    if len(product.variants) > max_variants:
+        return (
+            f"variants: {len(product.variants)} variants; at most {max_variants} "
+            "are listed per product"
+        )
+    if product.is_simple and len(product.variants) != 1:
+        return "variants: a simple product has exactly one variant"
+    seen: set[str] = set()
+    for sku in (v.sku for v in product.variants):
+        if sku in seen:
+            return f"variants: the variant SKU {sku!r} appears twice"
+        seen.add(sku)
+    return None

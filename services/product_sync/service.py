@@ -5,12 +5,15 @@ is resolved with as few requests as possible:
 
 1. deletes: one `DELETE /catalog/product/` (an unknown SKU counts as deleted: the
    desired state holds);
-2. SKUs this process has not seen yet: one `POST /catalog/product/find/` per 500;
-3. new SKUs: `POST /catalog/product/` (rejected items isolated, shared.isolate);
+2. SKUs the shared view of the catalog (shared.catalog) does not know: one
+   `POST /catalog/product/find/` per 500;
+3. new SKUs: `POST /catalog/product/` (rejected items isolated, shared.isolate); one that
+   another writer created meanwhile (`conflict`) is found and updated instead;
 4. known SKUs: `PATCH /catalog/product/` with the product fields and
    `PATCH /catalog/product/variant/` with the variant fields — each only for what changed
-   since this process last sent or saw it (content hashes), so an unchanged product
-   costs no request.
+   since any writer last wrote or saw it (content hashes; a variant variant-sync wrote
+   since counts as changed), so an unchanged product costs no request. A product deleted
+   meanwhile (404) is created again.
 
 ASSUMPTIONS (README): the API cannot add or remove variants of an existing product, so
 an upsert whose variant SKUs differ from the catalog's fails with a reason; a product's
@@ -19,22 +22,21 @@ status is set on create only (the update schema has no status).
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Set
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from services.product_sync.known import KNOWN_CAP, PRODUCT_FIELDS, VARIANT_FIELDS, Known
 from services.product_sync.mapping import (
     DEFAULT_MAX_VARIANTS,
     AccountDefaults,
     MappingError,
     sap_to_m2e,
+    variants_problem,
 )
 from services.product_sync.models import TOPIC, ProductEvent, SapProduct
+from shared.catalog import CatalogView, MemoryView
 from shared.coalescer import MergeRule, Payload, last_write_wins
 from shared.m2e.client import M2EClient
 from shared.m2e.models import MAX_BATCH_ITEMS, ProductCreate
@@ -52,29 +54,6 @@ from shared.service import (
 )
 
 OPERATION = "product"
-PRODUCT_FIELDS = ("currency", "title", "description", "images", "attributes")
-VARIANT_FIELDS = ("barcode", "price", "quantity", "images", "options", "attributes")
-KNOWN_CAP = 200_000  # SKUs remembered per process; past it the oldest are forgotten
-
-
-def _hash(values: Mapping[str, Any], names: tuple[str, ...]) -> str:
-    picked = {n: values.get(n) or None for n in names}  # absent, null and [] alike
-    return hashlib.blake2b(json.dumps(picked, sort_keys=True).encode(), digest_size=12).hexdigest()
-
-
-@dataclass(slots=True)
-class Known:
-    """What the catalog holds for a SKU, as far as this process knows."""
-
-    product: str  # hash of the product fields
-    variants: dict[str, str] = field(default_factory=dict)  # variant SKU → hash
-
-    @classmethod
-    def of(cls, product: Mapping[str, Any]) -> Known:
-        return cls(
-            _hash(product, PRODUCT_FIELDS),
-            {v["sku"]: _hash(v, VARIANT_FIELDS) for v in product.get("variants", [])},
-        )
 
 
 def _failed(status: int | None, code: str, message: str) -> ItemOutcome:
@@ -92,11 +71,12 @@ class ProductSync(Service):
         known_accounts: Set[str],
         defaults: Mapping[str, AccountDefaults] | None = None,
         max_variants: int = DEFAULT_MAX_VARIANTS,
+        view: CatalogView | None = None,
     ) -> None:
         self._accounts = known_accounts
         self._defaults = dict(defaults or {})
         self._max_variants = max_variants
-        self._known: dict[str, OrderedDict[str, Known]] = {}
+        self.view: CatalogView = view or MemoryView(KNOWN_CAP)
 
     # ------------------------------------------------------------------ decode
     def decode(self, key: bytes | None, value: bytes | None, headers: Headers) -> Decoded:
@@ -173,46 +153,16 @@ class ProductSync(Service):
             raise InvalidMessage(
                 str(exc), "MappingError", account, _product_sku(event.product) or key
             ) from None
-        if len(product.variants) > self._max_variants:
-            raise InvalidMessage(
-                f"variants: {len(product.variants)} variants; at most {self._max_variants} "
-                "are listed per product",
-                "ValidationError",
-                account,
-                product.sku,
-            )
-        if product.is_simple and len(product.variants) != 1:
-            raise InvalidMessage(
-                "variants: a simple product has exactly one variant",
-                "ValidationError",
-                account,
-                product.sku,
-            )
-        seen: set[str] = set()
-        for sku in (v.sku for v in product.variants):
-            if sku in seen:
-                raise InvalidMessage(
-                    f"variants: the variant SKU {sku!r} appears twice",
-                    "ValidationError",
-                    account,
-                    product.sku,
-                )
-            seen.add(sku)
+        problem = variants_problem(product, self._max_variants)
+        if problem is not None:
+            raise InvalidMessage(problem, "ValidationError", account, product.sku)
         return product.model_dump(mode="json", exclude_unset=True)
 
     # ------------------------------------------------------------------ send
-    def _cache(self, account: str) -> OrderedDict[str, Known]:
-        cache = self._known.get(account)
-        if cache is None:
-            cache = self._known[account] = OrderedDict()
-        while len(cache) > KNOWN_CAP:
-            cache.popitem(last=False)
-        return cache
-
     async def send(
         self, client: M2EClient, account_token: str, operation: str, payloads: list[Payload]
     ) -> list[ItemOutcome]:
-        known = self._cache(account_token)
+        catalog = client.catalog_of(account_token)
         outcomes: list[ItemOutcome | None] = [None] * len(payloads)
 
         deletes = [i for i, p in enumerate(payloads) if p["op"] == "delete"]
@@ -221,52 +171,100 @@ class ProductSync(Service):
                 [payloads[i]["sku"] for i in deletes],
                 lambda skus: client.delete_products(account_token, skus),
             )
+            gone = []
             for i, result in zip(deletes, results, strict=True):
                 if result.status == "failed" and result.http_status != 404:
                     outcomes[i] = result
                     continue
-                known.pop(payloads[i]["sku"], None)  # deleted, or already absent
+                gone.append(payloads[i]["sku"])  # deleted, or already absent
                 outcomes[i] = ItemOutcome("ok", 200, operation="delete")
+            await self.view.forget(catalog, gone)
 
         upserts = [i for i, p in enumerate(payloads) if p["op"] == "upsert"]
-        unseen = [
-            payloads[i]["product"]["sku"]
-            for i in upserts
-            if payloads[i]["product"]["sku"] not in known
-        ]
-        for start in range(0, len(unseen), MAX_BATCH_ITEMS):
-            found = await client.find_products(
-                account_token, unseen[start : start + MAX_BATCH_ITEMS]
-            )
-            for product in found.get("list", []):
-                if product.get("sku"):
-                    known[product["sku"]] = Known.of(product)
+        skus = [payloads[i]["product"]["sku"] for i in upserts]
+        known = {s: Known.from_entry(e) for s, e in (await self.view.get(catalog, skus)).items()}
+        await self._find(client, account_token, catalog, [s for s in skus if s not in known], known)
 
         creates = [i for i in upserts if payloads[i]["product"]["sku"] not in known]
-        if creates:
-            products = [payloads[i]["product"] for i in creates]
-            results = await send_isolating(
-                products, lambda items: client.create_products(account_token, items)
-            )
-            for i, product, result in zip(creates, products, results, strict=True):
-                if result.status == "ok":
-                    known[product["sku"]] = Known.of(product)
-                outcomes[i] = ItemOutcome(result.status, result.http_status, result.error, "create")
+        written: dict[str, Known] = {}
+        conflicts = await self._create(
+            client, account_token, catalog, payloads, creates, outcomes, written
+        )
+        if conflicts:  # created by another writer since we looked: update it instead
+            await self._find(client, account_token, catalog, conflicts, known)
+            for i in creates:
+                if payloads[i]["product"]["sku"] in known:
+                    outcomes[i] = None
 
         updates = [i for i in upserts if outcomes[i] is None]
         if updates:
-            await self._update(client, account_token, known, payloads, updates, outcomes)
+            missing = await self._update(
+                client, account_token, known, payloads, updates, outcomes, written
+            )
+            if missing:  # deleted by another writer: the upsert creates it again
+                await self.view.forget(catalog, [payloads[i]["product"]["sku"] for i in missing])
+                await self._create(
+                    client, account_token, catalog, payloads, missing, outcomes, written
+                )
+        await self.view.put(catalog, {sku: k.entry() for sku, k in written.items()})
         return [o if o is not None else _failed(None, "internal", "no outcome") for o in outcomes]
+
+    async def _find(
+        self,
+        client: M2EClient,
+        account: str,
+        catalog: str,
+        skus: list[str],
+        known: dict[str, Known],
+    ) -> None:
+        """Ask M2E, the truth, about SKUs the view does not know."""
+        for start in range(0, len(skus), MAX_BATCH_ITEMS):
+            found = await client.find_products(account, skus[start : start + MAX_BATCH_ITEMS])
+            products = [p for p in found.get("list", []) if p.get("sku")]
+            variants = [v["sku"] for p in products for v in p.get("variants", []) if v.get("sku")]
+            marks = await self.view.marks(catalog, variants)
+            for product in products:
+                known[product["sku"]] = Known.of(product, marks)
+
+    async def _create(
+        self,
+        client: M2EClient,
+        account: str,
+        catalog: str,
+        payloads: list[Payload],
+        creates: list[int],
+        outcomes: list[ItemOutcome | None],
+        written: dict[str, Known],
+    ) -> list[str]:
+        """Create the products; returns the SKUs answered `conflict` (they exist now)."""
+        if not creates:
+            return []
+        products = [payloads[i]["product"] for i in creates]
+        variants = [v["sku"] for p in products for v in p.get("variants", [])]
+        marks = await self.view.marks(catalog, variants)
+        results = await send_isolating(
+            products, lambda items: client.create_products(account, items)
+        )
+        conflicts = []
+        for i, product, result in zip(creates, products, results, strict=True):
+            if result.status == "ok":
+                written[product["sku"]] = Known.of(product, marks)
+            elif result.error is not None and result.error.code == "conflict":
+                conflicts.append(product["sku"])
+            outcomes[i] = ItemOutcome(result.status, result.http_status, result.error, "create")
+        return conflicts
 
     async def _update(
         self,
         client: M2EClient,
         account: str,
-        known: OrderedDict[str, Known],
+        known: dict[str, Known],
         payloads: list[Payload],
         updates: list[int],
         outcomes: list[ItemOutcome | None],
-    ) -> None:
+        written: dict[str, Known],
+    ) -> list[int]:
+        """Patch what changed; returns the upserts whose product M2E no longer holds (404)."""
         product_patches: list[tuple[int, dict[str, Any]]] = []
         variant_patches: list[tuple[int, dict[str, Any]]] = []
         for i in updates:
@@ -302,16 +300,20 @@ class ProductSync(Service):
             (variant_patches, lambda items: client.update_variants(account, items)),
         ):
             await self._send_patches(patches, call, failed)
+        missing = []
         for i in updates:
             if outcomes[i] is not None:
                 continue
             if i in failed:
-                outcomes[i] = failed[i]
+                if failed[i].http_status == 404:
+                    missing.append(i)
+                else:
+                    outcomes[i] = failed[i]
                 continue
             product = payloads[i]["product"]
-            known[product["sku"]] = Known.of(product)
-            known.move_to_end(product["sku"])
+            written[product["sku"]] = Known.of(product, known[product["sku"]].marks)
             outcomes[i] = ItemOutcome("ok", 200, operation="update")
+        return missing
 
     @staticmethod
     async def _send_patches(

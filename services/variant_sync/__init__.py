@@ -7,10 +7,13 @@ from services.variant_sync import samples
 from services.variant_sync.models import VariantUpdateEvent, key_of
 from services.variant_sync.service import VariantSync
 from services.variant_sync.settings import VariantSyncSettings
+from shared.bootstrap import catalog_view
 
 
 def build(settings: VariantSyncSettings) -> VariantSync:
-    return VariantSync(set(settings.credentials()), settings.variant_not_found_retry_s)
+    # Without Redis the view lives in each process: variant-sync's marks could reach no one.
+    view = catalog_view(settings) if settings.redis_url else None
+    return VariantSync(set(settings.credentials()), settings.variant_not_found_retry_s, view)
 
 
 SPEC = ServiceSpec.of(

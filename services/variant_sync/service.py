@@ -7,6 +7,9 @@ field an earlier event set.
 An update for a SKU M2E does not know (404) is not failed at once: its product may be on
 its way through product-sync, published at the same moment. The core sends it again with
 back-off, outside its batch, for `VARIANT_NOT_FOUND_RETRY_S`.
+
+Each variant written is marked in the shared view of the catalog (shared.catalog), so that
+product-sync re-sends it when the product is published again, even unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import replace
 from pydantic import ValidationError
 
 from services.variant_sync.models import EVENT_FIELDS, TOPIC, VariantUpdateEvent
+from shared.catalog import CatalogView
 from shared.coalescer import MergeRule, Payload, merge_fields
 from shared.m2e.client import M2EClient
 from shared.service import (
@@ -55,9 +59,15 @@ class VariantSync(Service):
     key_field = "sku"
     merge_rules: Mapping[str, MergeRule] = {OPERATION: merge_fields}
 
-    def __init__(self, known_accounts: Set[str], not_found_retry_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        known_accounts: Set[str],
+        not_found_retry_s: float = 0.0,
+        view: CatalogView | None = None,
+    ) -> None:
         self._accounts = known_accounts
         self._not_found_retry_s = not_found_retry_s
+        self._view = view
 
     def decode(self, key: bytes | None, value: bytes | None, headers: Headers) -> Decoded:
         if value is None:
@@ -91,6 +101,11 @@ class VariantSync(Service):
         outcomes = await send_isolating(
             payloads, lambda items: client.update_variants(account_token, items)
         )
+        if self._view is not None:  # product-sync must not take its own hashes as current
+            written = [
+                p["sku"] for p, o in zip(payloads, outcomes, strict=True) if o.status == "ok"
+            ]
+            await self._view.written(client.catalog_of(account_token), written)
         if not self._not_found_retry_s:
             return outcomes
         return [

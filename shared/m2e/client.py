@@ -115,6 +115,11 @@ class M2EClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def catalog_of(self, account_token: str) -> str:
+        """The name of the account's catalog (one per access token: accounts sharing a
+        token share it) that may be stored and logged: its bucket id, not the token."""
+        return self._credentials.lookup(account_token)[1]
+
     async def ready_in(self, account_token: str) -> float:
         """Seconds until the account's budget allows a request (0.0: now); takes nothing."""
         _access, bucket = self._credentials.lookup(account_token)

@@ -34,3 +34,11 @@ async def test_a_small_run_renders_the_three_pictures(tmp_path: Path) -> None:
     for path in drawn:
         data = path.read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, path
+
+
+async def test_the_catalog_view_benchmark_counts_every_key_and_cleans_up() -> None:
+    import catalog_view
+
+    r = await catalog_view.measure(2000)
+    assert r["keys"] == 3 * 2000  # an entry and two variant marks per SKU
+    assert 100 < r["per_sku"] < 5000

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from services.product_sync import ProductSync
 from services.variant_sync import VariantSync
 from services.variant_sync.settings import VariantSyncSettings
 from shared.bootstrap import build_parts
+from shared.catalog import RedisView
+from shared.limiter import UnlimitedLimiter
+from shared.m2e.client import Credentials, M2EClient
 
 from .harness import (
     ACCT_A,
@@ -79,3 +85,120 @@ async def test_a_new_product_and_its_first_stock_update_published_together_end_a
             await catalog.worker.stop()
     finally:
         await stock.worker.stop()
+
+
+# ---------------------------------------------------------------- one view, every writer
+# Service-level: each writer is a service instance sending as its worker would, the view
+# in the real Redis, M2E the sandbox.
+
+
+def view(redis_url: str) -> RedisView:
+    return RedisView(aioredis.from_url(redis_url), 3600, prefix=f"it-cv-{uuid.uuid4().hex[:6]}")
+
+
+def upsert(sku: str, version: int) -> dict[str, Any]:
+    return {"op": "upsert", "product": m2e_product(sku, version, 2)}
+
+
+async def writers(sandbox: Any, shared: Any) -> tuple[M2EClient, ProductSync, VariantSync]:
+    client = M2EClient(sandbox.base_url, Credentials(CREDENTIALS), UnlimitedLimiter())
+    return (
+        client,
+        ProductSync(set(CREDENTIALS), view=shared),
+        VariantSync(set(CREDENTIALS), 0, shared),
+    )
+
+
+async def test_a_resync_after_a_stock_update_ends_with_the_resync(
+    sandbox_server: Any, redis_url: str
+) -> None:
+    sandbox = await sandbox_server(sandbox_config())
+    client, products, variants = await writers(sandbox, view(redis_url))
+    try:
+        [out] = await products.send(client, ACCT_A, "product", [upsert("RS", 1)])
+        assert out.status == "ok" and sandbox.variant(TOKEN_A, "RS-0")["quantity"] == 1
+        [out] = await variants.send(
+            client, ACCT_A, "variant.update", [{"sku": "RS-0", "quantity": 3}]
+        )
+        assert out.status == "ok" and sandbox.variant(TOKEN_A, "RS-0")["quantity"] == 3
+        # Another replica of product-sync re-publishes the product, unchanged.
+        other = ProductSync(set(CREDENTIALS), view=products.view)
+        [out] = await other.send(client, ACCT_A, "product", [upsert("RS", 1)])
+        assert out.status == "ok" and sandbox.variant(TOKEN_A, "RS-0")["quantity"] == 1
+        patches = sandbox.requests("PATCH /catalog/product/variant/")
+        assert patches[-1]["items"] == 1  # only the variant variant-sync had written
+        # And again: now nothing changed anywhere, so nothing is sent.
+        before = len(sandbox.requests())
+        await products.send(client, ACCT_A, "product", [upsert("RS", 1)])
+        assert len(sandbox.requests()) == before
+    finally:
+        await client.aclose()
+
+
+async def test_deleted_by_another_writer_or_by_hand_an_upsert_creates_it_again(
+    sandbox_server: Any, redis_url: str
+) -> None:
+    sandbox = await sandbox_server(sandbox_config())
+    shared = view(redis_url)
+    client, one, _ = await writers(sandbox, shared)
+    two = ProductSync(set(CREDENTIALS), view=shared)
+    catalog = sandbox.sandbox.users[TOKEN_A].catalog
+    try:
+        await one.send(client, ACCT_A, "product", [upsert("DEL", 1)])
+        [out] = await two.send(client, ACCT_A, "product", [{"op": "delete", "sku": "DEL"}])
+        assert out.status == "ok" and catalog.get("DEL") is None
+        [out] = await one.send(client, ACCT_A, "product", [upsert("DEL", 1)])  # unchanged
+        assert (out.status, out.operation) == ("ok", "create") and catalog.get("DEL") is not None
+        catalog.delete("DEL")  # by hand, in M2E
+        [out] = await one.send(client, ACCT_A, "product", [upsert("DEL", 2)])  # changed
+        assert out.status == "ok", out
+        assert catalog.get("DEL")["title"] == "DEL v2"
+    finally:
+        await client.aclose()
+
+
+async def test_the_loser_of_a_create_race_updates_to_its_version(
+    sandbox_server: Any, redis_url: str
+) -> None:
+    sandbox = await sandbox_server(sandbox_config())
+    client, first, _ = await writers(sandbox, view(redis_url))
+
+    class Racing(M2EClient):
+        """Its first find ran before the other replica's create landed."""
+
+        raced = False
+
+        async def find_products(self, account_token: str, skus: list[str], **kw: Any) -> Any:
+            if not Racing.raced:
+                Racing.raced = True
+                return {"list": [], "total": 0}
+            return await super().find_products(account_token, skus, **kw)
+
+    late = Racing(sandbox.base_url, Credentials(CREDENTIALS), UnlimitedLimiter())
+    second = ProductSync(set(CREDENTIALS), view=view(redis_url))
+    try:
+        await first.send(client, ACCT_A, "product", [upsert("RACE", 1)])
+        [out] = await second.send(late, ACCT_A, "product", [upsert("RACE", 2)])
+        assert out.status == "ok", out
+        assert sandbox.sandbox.users[TOKEN_A].catalog.get("RACE")["title"] == "RACE v2"
+    finally:
+        await client.aclose()
+        await late.aclose()
+
+
+async def test_with_redis_down_product_sync_asks_m2e_and_stays_right(
+    sandbox_server: Any,
+) -> None:
+    sandbox = await sandbox_server(sandbox_config())
+    dead = RedisView(aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2), 60)
+    client, products, _ = await writers(sandbox, dead)
+    try:
+        [out] = await products.send(client, ACCT_A, "product", [upsert("RD", 1)])
+        assert out.status == "ok"
+        [out] = await products.send(client, ACCT_A, "product", [upsert("RD", 1)])
+        assert out.status == "ok"
+        routes = [r["route"] for r in sandbox.requests()]
+        assert routes.count("POST /catalog/product/find/") == 2  # the view knew nothing
+        assert "PATCH /catalog/product/" not in routes  # and M2E said: unchanged
+    finally:
+        await client.aclose()
