@@ -83,6 +83,24 @@ def merge_fields(older: Payload, newer: Payload) -> tuple[Payload, bool]:
     return {**older, **newer}, False
 
 
+# A payload's event time (epoch seconds, from the event's `occurred_at`), when it has one.
+AT = "_at"
+
+
+def by_event_time(rule: MergeRule) -> MergeRule:
+    """`rule`, applied in event-time order: when the later arrival is the older event (a DLQ
+    replay, another topic's lag), the earlier arrival's content wins."""
+
+    def merge(older: Payload, newer: Payload) -> tuple[Payload, bool]:
+        first, second = older.get(AT), newer.get(AT)
+        if first is not None and second is not None and second < first:
+            merged, _ = rule(newer, older)
+            return merged, False
+        return rule(older, newer)
+
+    return merge
+
+
 @dataclass(frozen=True, slots=True)
 class BucketKey:
     account_token: str

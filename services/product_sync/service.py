@@ -22,12 +22,12 @@ status is set on create only (the update schema has no status).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Mapping, Set
 from typing import Any
 
 from pydantic import ValidationError
 
-from services.product_sync.known import KNOWN_CAP, PRODUCT_FIELDS, VARIANT_FIELDS, Known
+from services.product_sync.known import KNOWN_CAP, Known
 from services.product_sync.mapping import (
     DEFAULT_MAX_VARIANTS,
     AccountDefaults,
@@ -36,11 +36,11 @@ from services.product_sync.mapping import (
     variants_problem,
 )
 from services.product_sync.models import TOPIC, ProductEvent, SapProduct
-from shared.catalog import CatalogView, MemoryView
-from shared.coalescer import MergeRule, Payload, last_write_wins
+from services.product_sync.patches import failed, update
+from shared.catalog import STALE, CatalogView, MemoryView, stale
+from shared.coalescer import AT, MergeRule, Payload, by_event_time, last_write_wins
 from shared.m2e.client import M2EClient
 from shared.m2e.models import MAX_BATCH_ITEMS, ProductCreate
-from shared.results import ErrorInfo
 from shared.service import (
     Decoded,
     Headers,
@@ -56,15 +56,11 @@ from shared.service import (
 OPERATION = "product"
 
 
-def _failed(status: int | None, code: str, message: str) -> ItemOutcome:
-    return ItemOutcome("failed", status, ErrorInfo(code=code, message=message))
-
-
 class ProductSync(Service):
     name = "product-sync"
     input_topic = TOPIC
     key_field = "sku"
-    merge_rules: Mapping[str, MergeRule] = {OPERATION: last_write_wins}
+    merge_rules: Mapping[str, MergeRule] = {OPERATION: by_event_time(last_write_wins)}
 
     def __init__(
         self,
@@ -106,9 +102,7 @@ class ProductSync(Service):
                     account,
                     sku_key,
                 )
-            return self._decoded(
-                account, sku, sku_key, {"op": "delete", "sku": sku}, event.event_id
-            )
+            return self._decoded(account, sku, sku_key, {"op": "delete", "sku": sku}, event)
         if event.product is None:
             raise InvalidMessage(
                 "product: required for an upsert", "ValidationError", account, sku_key
@@ -116,19 +110,19 @@ class ProductSync(Service):
         product = self._to_m2e(event, account, sku_key)
         if product is None:  # SAP Anywhere marks it deleted
             sku = _product_sku(event.product) or ""
-            return self._decoded(
-                account, sku, sku_key, {"op": "delete", "sku": sku}, event.event_id
-            )
+            return self._decoded(account, sku, sku_key, {"op": "delete", "sku": sku}, event)
         return self._decoded(
-            account, product["sku"], sku_key, {"op": "upsert", "product": product}, event.event_id
+            account, product["sku"], sku_key, {"op": "upsert", "product": product}, event
         )
 
     def _decoded(
-        self, account: str, sku: str, key: str | None, payload: Payload, event_id: str | None
+        self, account: str, sku: str, key: str | None, payload: Payload, event: ProductEvent
     ) -> Decoded:
         check_account(self._accounts, account, sku)
         check_key(key, sku, "the product sku", account)
-        return Decoded(account, OPERATION, sku, payload, event_id)
+        if event.occurred_at is not None:
+            payload[AT] = event.occurred_at.timestamp()
+        return Decoded(account, OPERATION, sku, payload, event.event_id)
 
     def _to_m2e(self, event: ProductEvent, account: str, key: str | None) -> dict[str, Any] | None:
         raw = event.product or {}
@@ -164,8 +158,12 @@ class ProductSync(Service):
     ) -> list[ItemOutcome]:
         catalog = client.catalog_of(account_token)
         outcomes: list[ItemOutcome | None] = [None] * len(payloads)
+        skus = [p["sku"] if p["op"] == "delete" else p["product"]["sku"] for p in payloads]
+        at = [p.get(AT) for p in payloads]
+        for i in await stale(self.view, catalog, "product", list(zip(skus, at, strict=True))):
+            outcomes[i] = STALE  # a later event of this product was written already
 
-        deletes = [i for i, p in enumerate(payloads) if p["op"] == "delete"]
+        deletes = [i for i, p in enumerate(payloads) if p["op"] == "delete" and not outcomes[i]]
         if deletes:
             results = await send_isolating(
                 [payloads[i]["sku"] for i in deletes],
@@ -180,10 +178,13 @@ class ProductSync(Service):
                 outcomes[i] = ItemOutcome("ok", 200, operation="delete")
             await self.view.forget(catalog, gone)
 
-        upserts = [i for i, p in enumerate(payloads) if p["op"] == "upsert"]
-        skus = [payloads[i]["product"]["sku"] for i in upserts]
-        known = {s: Known.from_entry(e) for s, e in (await self.view.get(catalog, skus)).items()}
-        await self._find(client, account_token, catalog, [s for s in skus if s not in known], known)
+        upserts = [i for i, p in enumerate(payloads) if p["op"] == "upsert" and not outcomes[i]]
+        wanted = [skus[i] for i in upserts]
+        known = {s: Known.from_entry(e) for s, e in (await self.view.get(catalog, wanted)).items()}
+        await self._find(
+            client, account_token, catalog, [s for s in wanted if s not in known], known
+        )
+        newer = await self._newer_variants(catalog, payloads, upserts)
 
         creates = [i for i in upserts if payloads[i]["product"]["sku"] not in known]
         written: dict[str, Known] = {}
@@ -198,8 +199,8 @@ class ProductSync(Service):
 
         updates = [i for i in upserts if outcomes[i] is None]
         if updates:
-            missing = await self._update(
-                client, account_token, known, payloads, updates, outcomes, written
+            missing = await update(
+                client, account_token, known, payloads, updates, outcomes, written, newer
             )
             if missing:  # deleted by another writer: the upsert creates it again
                 await self.view.forget(catalog, [payloads[i]["product"]["sku"] for i in missing])
@@ -207,7 +208,31 @@ class ProductSync(Service):
                     client, account_token, catalog, payloads, missing, outcomes, written
                 )
         await self.view.put(catalog, {sku: k.entry() for sku, k in written.items()})
-        return [o if o is not None else _failed(None, "internal", "no outcome") for o in outcomes]
+        done = [i for i, o in enumerate(outcomes) if o is not None and o.status == "ok"]
+        await self.view.advance(
+            catalog, "product", {skus[i]: t for i in done if (t := at[i]) is not None}
+        )
+        variants = {
+            v["sku"]: t
+            for i in done
+            if (t := at[i]) is not None and payloads[i]["op"] == "upsert"
+            for v in payloads[i]["product"]["variants"]
+            if v["sku"] not in newer
+        }
+        await self.view.advance(catalog, "variant", variants)
+        return [o if o is not None else failed(None, "internal", "no outcome") for o in outcomes]
+
+    async def _newer_variants(
+        self, catalog: str, payloads: list[Payload], upserts: list[int]
+    ) -> set[str]:
+        """Variants a later event (variant-sync's) wrote already: this upsert leaves them."""
+        pairs = [
+            (v["sku"], t)
+            for i in upserts
+            if (t := payloads[i].get(AT)) is not None
+            for v in payloads[i]["product"]["variants"]
+        ]
+        return {pairs[i][0] for i in await stale(self.view, catalog, "variant", pairs)}
 
     async def _find(
         self,
@@ -253,80 +278,6 @@ class ProductSync(Service):
                 conflicts.append(product["sku"])
             outcomes[i] = ItemOutcome(result.status, result.http_status, result.error, "create")
         return conflicts
-
-    async def _update(
-        self,
-        client: M2EClient,
-        account: str,
-        known: dict[str, Known],
-        payloads: list[Payload],
-        updates: list[int],
-        outcomes: list[ItemOutcome | None],
-        written: dict[str, Known],
-    ) -> list[int]:
-        """Patch what changed; returns the upserts whose product M2E no longer holds (404)."""
-        product_patches: list[tuple[int, dict[str, Any]]] = []
-        variant_patches: list[tuple[int, dict[str, Any]]] = []
-        for i in updates:
-            product = payloads[i]["product"]
-            state = known[product["sku"]]
-            wanted = Known.of(product)
-            if set(wanted.variants) != set(state.variants):
-                outcomes[i] = _failed(
-                    None,
-                    "variants_changed",
-                    f"variants {sorted(set(wanted.variants) ^ set(state.variants))} differ from "
-                    "the catalog's; M2E cannot add or remove variants of a product: delete and "
-                    "re-create it",
-                )
-                continue
-            if wanted.product != state.product:
-                patch = {
-                    "sku": product["sku"],
-                    **{k: product[k] for k in PRODUCT_FIELDS if k in product},
-                }
-                product_patches.append((i, patch))
-            for variant in product["variants"]:
-                if wanted.variants[variant["sku"]] != state.variants[variant["sku"]]:
-                    patch = {
-                        k: variant[k]
-                        for k in ("sku", *VARIANT_FIELDS)
-                        if variant.get(k) is not None
-                    }
-                    variant_patches.append((i, patch))
-        failed: dict[int, ItemOutcome] = {}
-        for patches, call in (
-            (product_patches, lambda items: client.update_products(account, items)),
-            (variant_patches, lambda items: client.update_variants(account, items)),
-        ):
-            await self._send_patches(patches, call, failed)
-        missing = []
-        for i in updates:
-            if outcomes[i] is not None:
-                continue
-            if i in failed:
-                if failed[i].http_status == 404:
-                    missing.append(i)
-                else:
-                    outcomes[i] = failed[i]
-                continue
-            product = payloads[i]["product"]
-            written[product["sku"]] = Known.of(product, known[product["sku"]].marks)
-            outcomes[i] = ItemOutcome("ok", 200, operation="update")
-        return missing
-
-    @staticmethod
-    async def _send_patches(
-        patches: list[tuple[int, dict[str, Any]]],
-        call: Callable[[list[dict[str, Any]]], Any],
-        failed: dict[int, ItemOutcome],
-    ) -> None:
-        for start in range(0, len(patches), MAX_BATCH_ITEMS):
-            chunk = patches[start : start + MAX_BATCH_ITEMS]
-            results = await send_isolating([p for _, p in chunk], call)
-            for (i, _), result in zip(chunk, results, strict=True):
-                if result.status == "failed" and i not in failed:
-                    failed[i] = ItemOutcome("failed", result.http_status, result.error, "update")
 
 
 def _product_sku(product: dict[str, Any] | None) -> str | None:

@@ -11,9 +11,9 @@ from shared.bootstrap import catalog_view
 
 
 def build(settings: VariantSyncSettings) -> VariantSync:
-    # Without Redis the view lives in each process: variant-sync's marks could reach no one.
-    view = catalog_view(settings) if settings.redis_url else None
-    return VariantSync(set(settings.credentials()), settings.variant_not_found_retry_s, view)
+    return VariantSync(
+        set(settings.credentials()), settings.variant_not_found_retry_s, catalog_view(settings)
+    )
 
 
 SPEC = ServiceSpec.of(

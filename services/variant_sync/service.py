@@ -20,8 +20,8 @@ from dataclasses import replace
 from pydantic import ValidationError
 
 from services.variant_sync.models import EVENT_FIELDS, TOPIC, VariantUpdateEvent
-from shared.catalog import CatalogView
-from shared.coalescer import MergeRule, Payload, merge_fields
+from shared.catalog import STALE, CatalogView, MemoryView, stale
+from shared.coalescer import AT, MergeRule, Payload, by_event_time, merge_fields
 from shared.m2e.client import M2EClient
 from shared.service import (
     Decoded,
@@ -39,9 +39,12 @@ OPERATION = "variant.update"
 
 
 def variant_payload(event: VariantUpdateEvent) -> Payload:
-    """The M2E variant update: the fields the event set. (Read off the validated model:
-    a full dump per message costs more than the rest of decoding.)"""
+    """The M2E variant update: the fields the event set, and the event's time (`AT`, not
+    sent). (Read off the validated model: a full dump per message costs more than the rest
+    of decoding.)"""
     payload: Payload = {}
+    if event.occurred_at is not None:
+        payload[AT] = event.occurred_at.timestamp()
     values = event.__dict__
     for name in event.model_fields_set:
         if name in EVENT_FIELDS:
@@ -57,7 +60,7 @@ class VariantSync(Service):
     name = "variant-sync"
     input_topic = TOPIC
     key_field = "sku"
-    merge_rules: Mapping[str, MergeRule] = {OPERATION: merge_fields}
+    merge_rules: Mapping[str, MergeRule] = {OPERATION: by_event_time(merge_fields)}
 
     def __init__(
         self,
@@ -67,7 +70,7 @@ class VariantSync(Service):
     ) -> None:
         self._accounts = known_accounts
         self._not_found_retry_s = not_found_retry_s
-        self._view = view
+        self._view = view or MemoryView()
 
     def decode(self, key: bytes | None, value: bytes | None, headers: Headers) -> Decoded:
         if value is None:
@@ -85,7 +88,7 @@ class VariantSync(Service):
             account,
         )
         payload = variant_payload(event)
-        if len(payload) < 2:
+        if len(payload) - (AT in payload) < 2:
             raise InvalidMessage(
                 "nothing to update: give at least one of barcode, price, "
                 "quantity, images, options, attributes",
@@ -98,14 +101,22 @@ class VariantSync(Service):
     async def send(
         self, client: M2EClient, account_token: str, operation: str, payloads: list[Payload]
     ) -> list[ItemOutcome]:
-        outcomes = await send_isolating(
-            payloads, lambda items: client.update_variants(account_token, items)
+        catalog = client.catalog_of(account_token)
+        older = await stale(
+            self._view, catalog, "variant", [(p["sku"], p.get(AT)) for p in payloads]
         )
-        if self._view is not None:  # product-sync must not take its own hashes as current
-            written = [
-                p["sku"] for p, o in zip(payloads, outcomes, strict=True) if o.status == "ok"
-            ]
-            await self._view.written(client.catalog_of(account_token), written)
+        sent = [i for i in range(len(payloads)) if i not in older]
+        results = await send_isolating(
+            [{k: v for k, v in payloads[i].items() if k != AT} for i in sent],
+            lambda items: client.update_variants(account_token, items),
+        )
+        outcomes = [STALE] * len(payloads)
+        for i, result in zip(sent, results, strict=True):
+            outcomes[i] = result
+        ok = [payloads[i] for i in sent if outcomes[i].status == "ok"]
+        # product-sync must not take its own hashes of these variants as current any more.
+        await self._view.written(catalog, [p["sku"] for p in ok])
+        await self._view.advance(catalog, "variant", {p["sku"]: p[AT] for p in ok if AT in p})
         if not self._not_found_retry_s:
             return outcomes
         return [

@@ -202,3 +202,48 @@ async def test_with_redis_down_product_sync_asks_m2e_and_stays_right(
         assert "PATCH /catalog/product/" not in routes  # and M2E said: unchanged
     finally:
         await client.aclose()
+
+
+# ---------------------------------------------------------------- event time across topics
+
+
+def timed(payload: dict[str, Any], at: float) -> dict[str, Any]:
+    return {**payload, "_at": at}
+
+
+async def test_an_older_event_never_overwrites_a_newer_one_whatever_the_topic(
+    sandbox_server: Any, redis_url: str
+) -> None:
+    sandbox = await sandbox_server(sandbox_config())
+    client, products, variants = await writers(sandbox, view(redis_url))
+    update = "variant.update"
+    try:
+        await products.send(client, ACCT_A, "product", [timed(upsert("ET", 1), 100.0)])
+        [out] = await variants.send(
+            client, ACCT_A, update, [timed({"sku": "ET-0", "quantity": 7}, 300.0)]
+        )
+        assert out.status == "ok"
+        # A replay of an older stock event (the DLQ, another topic's lag): not written.
+        [out] = await variants.send(
+            client, ACCT_A, update, [timed({"sku": "ET-0", "quantity": 2}, 200.0)]
+        )
+        assert out.status == "superseded" and out.error is not None and out.error.code == "stale"
+        assert sandbox.variant(TOKEN_A, "ET-0")["quantity"] == 7
+        # A product event older than the stock update: its product fields and its other
+        # variant are written, the variant the stock update wrote keeps the newer value.
+        [out] = await products.send(client, ACCT_A, "product", [timed(upsert("ET", 2), 250.0)])
+        assert out.status == "ok"
+        product = sandbox.sandbox.users[TOKEN_A].catalog.get("ET")
+        assert product["title"] == "ET v2"
+        assert sandbox.variant(TOKEN_A, "ET-0")["quantity"] == 7
+        assert sandbox.variant(TOKEN_A, "ET-1")["quantity"] == 2 % 50 + 1
+        # An older product event than the last product write: nothing is written.
+        [out] = await products.send(client, ACCT_A, "product", [timed(upsert("ET", 3), 150.0)])
+        assert out.status == "superseded"
+        # A newer one writes everything; an event without occurred_at is always applied.
+        await products.send(client, ACCT_A, "product", [timed(upsert("ET", 4), 400.0)])
+        assert sandbox.variant(TOKEN_A, "ET-0")["quantity"] == 4 % 50
+        [out] = await variants.send(client, ACCT_A, update, [{"sku": "ET-0", "quantity": 9}])
+        assert out.status == "ok" and sandbox.variant(TOKEN_A, "ET-0")["quantity"] == 9
+    finally:
+        await client.aclose()

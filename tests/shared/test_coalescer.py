@@ -102,3 +102,16 @@ def test_dropping_revoked_partitions() -> None:
     c.add("acct", "v", "b", {"sku": "b"}, src(t1, 0))
     assert c.drop_partitions({t0}) == 1
     assert list(next(iter(c)).items) == ["b"] and c.size == 1
+
+
+def test_merges_follow_event_time_when_events_arrive_out_of_order() -> None:
+    from shared.coalescer import AT, by_event_time, last_write_wins, merge_fields
+
+    fields = by_event_time(merge_fields)
+    newer, older = {"price": 2, "qty": 5, AT: 200.0}, {"price": 1, AT: 100.0}
+    assert fields(newer, older) == ({"price": 2, "qty": 5, AT: 200.0}, False)
+    assert fields(older, newer)[0] == {"price": 2, "qty": 5, AT: 200.0}
+    assert fields({"price": 1}, {"price": 3})[0] == {"price": 3}  # untimed: arrival order
+    whole = by_event_time(last_write_wins)
+    assert whole(newer, older) == (newer, False)  # the late old event does not replace
+    assert whole(older, newer) == (newer, True)
