@@ -80,14 +80,7 @@ async def read_topic(
     open transaction began lies beyond it. `settled` reads to the high watermark instead,
     waiting until every transaction open at the time of the call has ended."""
     tps = await partitions_of(bootstrap_servers, topic, kafka, wait_s)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        **dict(kafka or {}),
-    )
-    await consumer.start()
+    consumer = await _reader(bootstrap_servers, kafka, "read_committed")
     try:
         consumer.assign(tps)
         if settled:
@@ -109,18 +102,26 @@ async def read_topic(
             await consumer.stop()
 
 
-async def _high_watermarks(
-    bootstrap_servers: str, tps: list[TopicPartition], kafka: Mapping[str, Any] | None
-) -> dict[TopicPartition, int]:
-    # A read_committed consumer's end offsets are last stable offsets.
+async def _reader(
+    bootstrap_servers: str, kafka: Mapping[str, Any] | None, isolation_level: str
+) -> AIOKafkaConsumer:
+    """A started consumer of no group, for reading by hand (assign, seek)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
-        isolation_level="read_uncommitted",
+        isolation_level=isolation_level,
         **dict(kafka or {}),
     )
     await consumer.start()
+    return consumer
+
+
+async def _high_watermarks(
+    bootstrap_servers: str, tps: list[TopicPartition], kafka: Mapping[str, Any] | None
+) -> dict[TopicPartition, int]:
+    # A read_committed consumer's end offsets are last stable offsets.
+    consumer = await _reader(bootstrap_servers, kafka, "read_uncommitted")
     try:
         return dict(await consumer.end_offsets(tps))
     finally:
