@@ -22,6 +22,7 @@ from .harness import (
     ACCT_A2,
     ACCT_B,
     CREDENTIALS,
+    TOKEN_A,
     Run,
     WorkerProcess,
     eventually,
@@ -354,3 +355,55 @@ async def test_a_poller_reads_the_cursor_parts_another_one_wrote(
     assert len(await read_orders(bootstrap_servers, orders_topic)) == 400  # none again
     # 4 pages back 31 days, then 1: the second read its cursor and began 7 days before it.
     assert len(sandbox.requests("POST /order/find/")) == 4 + 1
+
+
+async def test_an_account_with_200k_orders_in_the_window_polls_publishes_and_commits(
+    bootstrap_servers: str, sandbox_server: Any, tmp_path: Path
+) -> None:
+    from m2e_sandbox import SandboxConfig
+    from services.order_poller import cursors as store
+
+    sandbox = await sandbox_server(
+        SandboxConfig.model_validate(
+            {
+                "users": [
+                    {
+                        "name": "big",
+                        "access_token": TOKEN_A,
+                        "accounts": [{"token": ACCT_A, "channel": "ebay"}],
+                    }
+                ],
+                "rate_limit": {"requests": 1_000_000, "period_s": 60.0},
+                "orders": {
+                    "per_account": 200_000,
+                    "history_days": 6.5,  # all inside the 7-day overlap window
+                    "new_per_minute": 0,
+                    "status_change_per_minute": 0,
+                },
+            }
+        )
+    )
+    ticks, orders_topic, cursors = await order_topics(bootstrap_servers)
+    service = OrderPoller(
+        set(CREDENTIALS),
+        bootstrap_servers,
+        orders_topic=orders_topic,
+        cursor_topic=cursors,
+        transactional_id=f"it-poller-{uuid.uuid4().hex[:6]}",
+        initial_lookback=timedelta(days=7),
+    )
+    settings = worker_settings(
+        bootstrap_servers, sandbox.base_url, ticks, tmp_path, rate_limit_enabled=False
+    )
+    parts = build_parts(service, settings)
+    await parts.worker.start()
+    try:
+        await produce(bootstrap_servers, ticks, [tick("ebay", ACCT_A)])
+        [result] = await read_all(bootstrap_servers, f"{ticks}.results", 1, timeout_s=240)
+    finally:
+        await parts.worker.stop()
+    outcome = json.loads(result.value)
+    assert (outcome["status"], outcome["operation"]) == ("ok", "poll:200000"), outcome
+    [state] = (await store.load(bootstrap_servers, cursors)).values()
+    assert len(state.seen) == 200_000
+    assert len(sandbox.requests("POST /order/find/")) == 2000  # 100 orders a page
