@@ -35,7 +35,9 @@ async def measure(skus: int = 100_000) -> dict[str, Any]:
     catalog = "0123456789abcdef01234567"  # a bucket id's length
     try:
         for start in range(0, skus, 5000):
-            products = [m2e_product(f"SKU-{i:07d}", i, 2) for i in range(start, start + 5000)]
+            products = [
+                m2e_product(f"SKU-{i:07d}", i, 2) for i in range(start, min(start + 5000, skus))
+            ]
             await view.put(catalog, {p["sku"]: Known.of(p).entry() for p in products})
             await view.written(catalog, [v["sku"] for p in products for v in p["variants"]])
         keys = [k async for k in redis.scan_iter(f"{prefix}:*", count=10_000)]
