@@ -33,6 +33,7 @@ import plots
 import product_upserts
 import sandbox_throughput
 import shared_budget
+import view_memory
 
 
 def met(ok: bool) -> str:
@@ -105,6 +106,7 @@ async def collect(quick: bool) -> dict[str, Any]:
     say("6/8 resident memory with 20,000 pending items")
     r["memory"] = await memory.run(2000 if quick else 20_000)
     r["view"] = await catalog_view.measure(10_000 if quick else 100_000)
+    r["flow"] = await view_memory.run(20_000 if quick else 500_000)
     say("7/8 naive baseline: one call per message from a FastStream handler")
     r["naive"] = await naive.run(messages=200 if quick else 1500, budget=50)
     say("8/8 sandbox: creates of 500 items per minute")
@@ -220,6 +222,10 @@ def write(r: dict[str, Any], out: Path, command: str, quick: bool) -> Path:
             f"- {row['service']}: {row['pending']:,.0f} pending messages of {row['message_bytes']:,.0f} bytes: **{row['rss_mb']:.0f} MB** RSS (the same process idle: {row['idle_mb']:.0f} MB)."
         )
     cv = r["view"]
+    lines += [
+        f"- product-sync with distinct SKUs flowing through (`.venv/bin/python bench/view_memory.py`): {view_memory.report(row)}."
+        for row in r["flow"]
+    ]
     lines.append(
         f"- The shared catalog view in Redis (`.venv/bin/python bench/catalog_view.py`): {cv['skus']:,} product SKUs with 2 variants each, entries and variant write marks: **{cv['bytes'] / 2**20:.1f} MiB** ({cv['per_sku']:.0f} bytes per SKU, `MEMORY USAGE` of {cv['keys']:,} keys); none of it in the workers."
     )
