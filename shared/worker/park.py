@@ -10,7 +10,7 @@ each message goes, with its original bytes and headers plus the reason and a not
 time, to partition p of `<input>.retry` (p: the partition it came from); a `deferred`
 result is published, and the message counts as settled, so the watermarks move on.
 
-The worker reads `<input>.retry` too, and its assignor (shared.worker.assignor) gives partition p of both
+The worker reads `<input>.retry` too, and the range assignor gives partition p of both
 topics to the same consumer, so one process decides for both:
 
 - Order: while an account has messages of partition p waiting in the retry topic, its new

@@ -18,8 +18,7 @@ The parts, each in a module of its own:
 FastStream's batch subscriber can neither linger across polls nor commit per partition
 only what is done, so the consume loop is ours (aiokafka, auto-commit off,
 `read_committed`; a new group starts from the earliest offset). It reads the input and
-its retry topic with a round-robin by partition number (`assignor`), which gives partition p
-of both to one consumer. aiokafka does not call
+its retry topic with the range assignor, which gives partition p of both to one consumer. aiokafka does not call
 `on_partitions_revoked` on `stop()`, so `stop` flushes and commits itself.
 """
 
@@ -30,6 +29,8 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from shared.clock import Clock
 from shared.coalescer import Coalescer
@@ -39,7 +40,6 @@ from shared.metrics import Metrics
 from shared.results import Publisher
 from shared.service import Service
 from shared.topics import ensure_retry_topic
-from shared.worker.assignor import PairedRoundRobinAssignor
 from shared.worker.commits import Committer, Rebalance
 from shared.worker.consume import Poller
 from shared.worker.context import Context
@@ -108,8 +108,9 @@ class Worker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # a new group starts from the beginning
             isolation_level="read_committed",
-            # Partition p of the input and of its retry topic to one consumer (assignor.py).
-            partition_assignment_strategy=(PairedRoundRobinAssignor,),
+            # Round-robin second: replicas of a version before the retry topic know only it,
+            # and a rolling upgrade must not stall on a group that cannot agree.
+            partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
             session_timeout_ms=s.kafka_session_timeout_ms,
             max_partition_fetch_bytes=4 << 20,
             fetch_max_bytes=32 << 20,
