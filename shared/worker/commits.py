@@ -38,11 +38,17 @@ class Committer:
         self._consumer = consumer
         self._lock = asyncio.Lock()
         self.closed = False
+        # From a revocation until the next assignment the member is (re)joining: a periodic
+        # commit then carries the old generation, and aiokafka, failing it, resets the
+        # generation the join just got — the member rejoins and restarts the rebalance for
+        # everyone, over and over. The revocation commits what it gives up itself.
+        self.rebalancing = False
 
     async def run(self, interval_s: float) -> None:
         while not self.closed:
             await asyncio.sleep(interval_s)
-            await self.commit()
+            if not self.rebalancing:
+                await self.commit()
 
     async def commit(self, only: set[PartitionTracker] | None = None) -> None:
         """Commit the watermark of every owned partition (or of `only`) that moved."""
@@ -90,6 +96,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer = consumer
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._committer.rebalancing = False
         assigned = set(assigned)
         log.info("partitions assigned: %s", _names(assigned))
         consumer = self._consumer()
@@ -126,6 +133,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await _retrying("counting the retry topic", lambda: self._parker.scan(consumer, assigned))
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self._committer.rebalancing = True
         revoked = set(revoked)
         partitions = self._ctx.partitions
         trackers = partitions.owned(revoked)

@@ -18,7 +18,8 @@ The parts, each in a module of its own:
 FastStream's batch subscriber can neither linger across polls nor commit per partition
 only what is done, so the consume loop is ours (aiokafka, auto-commit off,
 `read_committed`; a new group starts from the earliest offset). It reads the input and
-its retry topic with the range assignor, which gives partition p of both to one consumer. aiokafka does not call
+its retry topic with the range assignor, which gives partition p of both to one consumer,
+and joins the group with one request for both assignors (`join`). aiokafka does not call
 `on_partitions_revoked` on `stop()`, so `stop` flushes and commits itself.
 """
 
@@ -43,6 +44,7 @@ from shared.topics import ensure_retry_topic
 from shared.worker.commits import Committer, Rebalance
 from shared.worker.consume import Poller
 from shared.worker.context import Context
+from shared.worker.join import use_one_join
 from shared.worker.park import Parker
 from shared.worker.partitions import Partitions
 from shared.worker.scheduler import Scheduler
@@ -100,6 +102,7 @@ class Worker:
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
+        use_one_join()
         return AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=s.group_id(self.service.name),

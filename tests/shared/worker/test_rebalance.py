@@ -169,3 +169,29 @@ async def test_nothing_of_a_revoked_partition_is_sent_while_its_revocation_waits
         w.signals.wake.set()
         await loop
     assert api.skus == [["X"]], "the old owner sent a revoked partition's item"
+
+
+async def test_no_periodic_commit_between_a_revocation_and_the_next_assignment() -> None:
+    """A commit sent while the member rejoins carries the old generation; aiokafka, failing
+    it, resets the generation the join just got, and the member restarts the rebalance for
+    the whole group — in a loop (seen in `make chaos`: generation 40 and counting)."""
+    w = worker(clock=time.monotonic)
+    commits: list[float] = []
+
+    async def commit(only: Any = None) -> None:
+        commits.append(time.monotonic())
+
+    w.committer.commit = commit  # type: ignore[method-assign]
+    loop = asyncio.create_task(w.committer.run(0.005))
+    try:
+        await asyncio.sleep(0.03)
+        assert commits
+        await w.rebalance.on_partitions_revoked(set())
+        commits.clear()
+        await asyncio.sleep(0.05)
+        assert commits == []  # rejoining: nothing is committed
+        await w.rebalance.on_partitions_assigned(set())
+        await asyncio.sleep(0.03)
+        assert commits
+    finally:
+        loop.cancel()
