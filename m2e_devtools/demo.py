@@ -34,6 +34,10 @@ from services.invoice_upload.samples import sample_invoices
 from services.order_poller.samples import samples as sample_ticks
 from services.product_sync.samples import sample_products
 from services.registry import SERVICES
+from services.status import DEMO_WORKERS_FILE
+from services.status import gather as gather_accounts
+from services.status import merge as merge_accounts
+from services.status import table as accounts_table
 from services.variant_sync.samples import sample_updates
 from shared.topics import results_topic
 
@@ -84,6 +88,7 @@ class Demo:
         return self.procs[-1]
 
     def stop_all(self) -> None:
+        DEMO_WORKERS_FILE.unlink(missing_ok=True)
         for p in reversed(self.procs):
             if p.proc.poll() is None:
                 p.proc.send_signal(signal.SIGTERM)
@@ -156,6 +161,10 @@ class Demo:
                 port,
             )
 
+        # `m2e-sync status` (no --url) asks these workers while the demo runs.
+        DEMO_WORKERS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        DEMO_WORKERS_FILE.write_text(json.dumps(self.worker_urls()))
+
         product_events, variant_skus = sample_products(accounts, self.products)
         update_events = sample_updates(variant_skus, self.updates)
         invalid = {name: spec.invalid_samples for name, spec in SERVICES.items()}
@@ -187,7 +196,13 @@ class Demo:
         counts = await self.progress(start_ends, published, deadline)
         stats = (await self.http.get(base + "/_sandbox/stats")).json()
         state = (await self.http.get(base + "/_sandbox/state")).json()
-        return summarize(published, counts, stats, state, await self.metrics_snapshot())
+        summary = summarize(published, counts, stats, state, await self.metrics_snapshot())
+        rows, _unreachable = await gather_accounts(self.worker_urls())
+        summary["accounts"] = merge_accounts(rows)
+        return summary
+
+    def worker_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p.port}" for p in self.procs if p.port is not None]
 
     async def sample_order_ids(self, base: str, account: str, access_token: str) -> list[str]:
         response = await self.http.post(
@@ -348,6 +363,8 @@ def print_summary(summary: dict[str, Any], sandbox_port: int) -> None:
     print(
         "  orders          kcat -b 127.0.0.1:9092 -C -t orders -e -o -3 -X isolation.level=read_committed"
     )
+    print("\nAccounts (m2e-sync status; worst first)")
+    print("\n".join("  " + line for line in accounts_table(summary["accounts"]).splitlines()))
     print("\nWhere to look next")
     print(
         f"  sandbox state   curl -s http://127.0.0.1:{sandbox_port}/_sandbox/state | head -c 2000"

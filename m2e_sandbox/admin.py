@@ -88,8 +88,10 @@ async def admin_state(request: web.Request) -> web.Response:
 
 
 async def admin_access(request: web.Request) -> web.Response:
-    """`PUT /_sandbox/users/{name}/access {"revoked": true}`: the user's access token answers
-    401 until it is put back with `{"revoked": false}`, as when a merchant revokes it."""
+    """`PUT /_sandbox/users/{name}/access`, as a merchant does with its token:
+    `{"revoked": true}` — the user's access token answers 401 until `{"revoked": false}`;
+    `{"token": "<new access token>"}` — the token is rotated: the new one serves the same
+    catalog, the old one answers 401. A reset keeps both."""
     sandbox = sandbox_of(request)
     name = request.match_info["name"]
     if name not in {u.config.name for u in sandbox.users.values()}:
@@ -98,10 +100,22 @@ async def admin_access(request: web.Request) -> web.Response:
         body = await read_json(request)
     except BadRequest as exc:
         return error_response(400, exc.errors)
-    revoked = body.get("revoked") if isinstance(body, dict) else None
-    if not isinstance(revoked, bool):
+    body = body if isinstance(body, dict) else {}
+    revoked, token = body.get("revoked"), body.get("token")
+    if isinstance(token, str) and len(token) >= 8 and set(body) == {"token"}:
+        if token in sandbox.users:
+            return error_response(409, [api_error("conflict", "the token is another user's")])
+        sandbox.rotate(name, token)
+        return web.json_response({"user": name, "rotated": True})
+    if not isinstance(revoked, bool) or set(body) != {"revoked"}:
         return error_response(
-            400, [api_error("validation_error", 'body must be {"revoked": true|false}')]
+            400,
+            [
+                api_error(
+                    "validation_error",
+                    'body must be {"revoked": true|false} or {"token": "<8+ characters>"}',
+                )
+            ],
         )
     if revoked:
         sandbox.revoked.add(name)

@@ -70,12 +70,18 @@ class Sandbox:
         self.limiter = FixedWindowLimiter(config.rate_limit, clock)
         self.dice = FaultDice(config.faults)
         self.revoked: set[str] = set()  # users whose access token answers 401 (a reset keeps it)
+        self.rotated: dict[str, str] = {}  # user → the access token it was given (a reset keeps it)
         self.reset()
 
     def reset(self) -> None:
-        self.users = {
-            u.access_token: UserState(config=u, catalog=Catalog(self.clock))
+        users = [
+            u.model_copy(update={"access_token": self.rotated[u.name]})
+            if u.name in self.rotated
+            else u
             for u in self.config.users
+        ]
+        self.users = {
+            u.access_token: UserState(config=u, catalog=Catalog(self.clock)) for u in users
         }
         accounts = [(str(a.token), a.channel) for u in self.config.users for a in u.accounts]
         self.origin = self.clock()
@@ -83,6 +89,16 @@ class Sandbox:
         self.limiter.reset()
         self.stats = Stats()
         self.dice.restart()
+
+    def rotate(self, name: str, access_token: str) -> None:
+        """The user's access token becomes `access_token`; the old one answers 401. Its
+        catalog and invoices go with it; its rate-limit window starts afresh."""
+        for old, user in list(self.users.items()):
+            if user.config.name == name:
+                del self.users[old]
+                user.config = user.config.model_copy(update={"access_token": access_token})
+                self.users[access_token] = user
+        self.rotated[name] = access_token
 
     @property
     def faults(self) -> FaultConfig:

@@ -1,6 +1,6 @@
 """`m2e-sync`: the project's one command line.
 
-    m2e-sync run NAME | tick | produce | tail | dlq replay       (the worker image has these)
+    m2e-sync run NAME | tick | produce | tail | dlq replay | status   (the worker image has these)
     m2e-sync stack | sandbox | demo | schemas export              (developer tools, when installed)
 
 The commands a deployment needs live here; the developer tools (m2e_devtools) add
@@ -78,6 +78,15 @@ def _dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from services.status import StatusError, status
+
+    try:
+        return asyncio.run(status(args.url, args.json))
+    except StatusError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m2e-sync", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="count what would be sent, send nothing"
     )
     replay.set_defaults(func=_dlq)
+
+    state = sub.add_parser(
+        "status", help="which accounts are unhealthy now, from running workers' /accounts"
+    )
+    state.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        help="a worker's base URL, e.g. http://10.0.0.7:8000 (repeat; default: the local demo)",
+    )
+    state.add_argument("--json", action="store_true", help="print the merged rows as JSON")
+    state.set_defaults(func=_status)
 
     try:  # the developer tools are not in the worker image
         dev = importlib.import_module(DEV_COMMANDS)

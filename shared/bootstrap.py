@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from faststream.specification import AsyncAPI
@@ -38,9 +38,12 @@ from shared.limiter import (
 from shared.logs import setup_logging
 from shared.m2e.client import CallStats, Credentials, M2EClient, RetryPolicy
 from shared.metrics import Metrics
+from shared.probes import probes
+from shared.reload import CredentialsReloader
 from shared.results import Publisher, keyed_result
 from shared.service import Service
 from shared.worker import Worker
+from shared.worker.accounts import SEVERITY, AccountBook
 
 log = logging.getLogger("m2e_sync.bootstrap")
 
@@ -94,10 +97,13 @@ def build_client(
     limiter: Limiter,
     metrics: Metrics,
     transport: httpx.AsyncBaseTransport | None = None,
+    book: AccountBook | None = None,
 ) -> M2EClient:
     service = metrics.service
 
     def observe(account: str, stats: CallStats) -> None:
+        if book is not None:
+            book.observe(account, stats)
         metrics.api_requests.labels(service, account, stats.endpoint, str(stats.status)).inc()
         metrics.api_latency.labels(service, stats.endpoint).observe(stats.seconds)
         metrics.limiter_wait.labels(service, account).observe(stats.limiter_wait_s)
@@ -141,6 +147,7 @@ class Parts:
     metrics: Metrics
     limiter: Limiter
     client: M2EClient
+    reloader: CredentialsReloader
 
 
 def build_parts(
@@ -154,14 +161,19 @@ def build_parts(
     metrics = Metrics(service.name, registry)
     service.use_metrics(metrics)
     limiter = build_limiter(settings, metrics)
-    client = build_client(settings, credentials, limiter, metrics, transport)
+    book = AccountBook(settings.rate_limit_period_s)
+    client = build_client(settings, credentials, limiter, metrics, transport, book)
     publisher = Publisher.create(
         settings.kafka_bootstrap_servers,
         client_id=f"m2e-sync.{service.name}",
         **settings.kafka_security(),
     )
-    worker = Worker(service, settings, client, publisher, metrics)
-    return Parts(worker, metrics, limiter, client)
+    worker = Worker(service, settings, client, publisher, metrics, book=book)
+    metrics.watch_accounts(worker.accounts.rows, SEVERITY)
+    reloader = CredentialsReloader(
+        settings, credentials, metrics, service.name, [worker.credentials_changed]
+    )
+    return Parts(worker, metrics, limiter, client, reloader)
 
 
 def create_app(
@@ -200,20 +212,11 @@ def create_app(
         "retry.origin-offset, retry.count.",
     )
 
-    @get(include_in_schema=False)
-    async def healthz(scope: Any) -> AsgiResponse:
-        if worker.alive:
-            return AsgiResponse(b"ok", 200)
-        why = worker.signals.fatal or "poll loop stalled"
-        return AsgiResponse(why.encode(), 503)
-
-    @get(include_in_schema=False)
-    async def readyz(scope: Any) -> AsgiResponse:
-        if worker.ready:
-            return AsgiResponse(b"ready", 200)
-        return AsgiResponse(b"not assigned", 503)
+    reloading: list[asyncio.Task[None]] = []
 
     async def start() -> None:
+        if parts.reloader.enabled:
+            reloading.append(asyncio.create_task(parts.reloader.run(), name="reload"))
         try:
             await worker.start()
         except Exception as exc:
@@ -225,6 +228,8 @@ def create_app(
             on_start_failure(exc)
 
     async def stop() -> None:
+        for task in reloading:
+            task.cancel()
         await worker.stop()
         await parts.client.aclose()
         await parts.limiter.close()
@@ -233,8 +238,7 @@ def create_app(
         broker,
         asgi_routes=[
             ("/metrics", make_asgi_app(parts.metrics.registry)),
-            ("/healthz", healthz),
-            ("/readyz", readyz),
+            *probes(worker),
         ],
         asyncapi_path="/asyncapi",
         specification=AsyncAPI(

@@ -16,7 +16,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.coalescer import MAX_BATCH_ITEMS
@@ -27,11 +34,12 @@ class ConfigError(Exception):
     """A setting is missing or wrong; the message names it, never a secret value."""
 
 
-def read_yaml(path: Path, setting: str) -> Any:
-    """A YAML file's content. A read or parse error names the setting, the file and where;
-    never the text, whose lines may be secrets (a credentials file's are)."""
+def read_yaml(path: Path, setting: str, text: str | None = None) -> Any:
+    """A YAML file's content (`text`: already read). A read or parse error names the
+    setting, the file and where; never the text, whose lines may be secrets (a credentials
+    file's are)."""
     try:
-        text = path.read_text()
+        text = path.read_text() if text is None else text
     except OSError as exc:
         raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
     try:
@@ -65,6 +73,7 @@ def _read_secret(path: Path | None, name: str) -> SecretStr | None:
 
 class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    _credentials: Credentials | None = PrivateAttr(default=None)
 
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -91,6 +100,8 @@ class WorkerSettings(BaseSettings):
     m2e_allow_http: bool = False  # plain http to a non-loopback host (a sandbox in Compose)
     m2e_credentials_file: Path | None = None  # YAML map: account_token → access_token
     m2e_access_tokens: SecretStr | None = None  # the same map as JSON, from env
+    # Re-read M2E_CREDENTIALS_FILE this often when it changes (shared.reload); 0: never.
+    credentials_reload_s: Annotated[float, Field(ge=0)] = 10.0
     m2e_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     m2e_retry_attempts: Annotated[int, Field(ge=1, le=100)] = 5
     m2e_retry_base_s: Annotated[float, Field(gt=0)] = 0.2
@@ -215,11 +226,24 @@ class WorkerSettings(BaseSettings):
         return found
 
     def credentials(self) -> Credentials:
-        """account token → access token, from M2E_CREDENTIALS_FILE and M2E_ACCESS_TOKENS."""
+        """account token → access token, from M2E_CREDENTIALS_FILE and M2E_ACCESS_TOKENS:
+        read once, then one object for the process (a reload replaces what it holds)."""
+        if self._credentials is None:
+            key = self.redis_key_secret
+            tokens = self.token_map()
+            self._credentials = (
+                Credentials(tokens)
+                if key is None
+                else Credentials(tokens, key.get_secret_value().encode())
+            )
+        return self._credentials
+
+    def token_map(self, file_text: str | None = None) -> dict[str, str]:
+        """The credentials as read now (`file_text`: the file's content, already read)."""
         tokens: dict[str, str] = {}
         if self.m2e_credentials_file is not None:
             tokens |= _token_map(
-                read_yaml(self.m2e_credentials_file, "M2E_CREDENTIALS_FILE"),
+                read_yaml(self.m2e_credentials_file, "M2E_CREDENTIALS_FILE", file_text),
                 "M2E_CREDENTIALS_FILE",
             )
         if self.m2e_access_tokens is not None:
@@ -230,9 +254,7 @@ class WorkerSettings(BaseSettings):
                     "M2E_ACCESS_TOKENS must be a JSON object {account_token: access_token}"
                 ) from None
             tokens |= _token_map(raw, "M2E_ACCESS_TOKENS")
-        if self.redis_key_secret is None:
-            return Credentials(tokens)
-        return Credentials(tokens, self.redis_key_secret.get_secret_value().encode())
+        return tokens
 
 
 S = TypeVar("S", bound=WorkerSettings)

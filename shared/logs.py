@@ -38,7 +38,13 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask these too (a reloaded credentials file's tokens), from the next record on."""
+        known = set(self._secrets) | {s for s in secrets if len(s) >= 4}
+        self._secrets = sorted(known, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -61,6 +67,15 @@ class RedactSecrets(logging.Filter):
                 if redacted != text:  # only fields that held a secret change shape
                     setattr(record, key, redacted)
         return True
+
+
+def mask_secrets(secrets: Iterable[str]) -> None:
+    """Add secrets to every masking filter of the root logger's handlers."""
+    secrets = list(secrets)
+    for handler in logging.getLogger().handlers:
+        for f in handler.filters:
+            if isinstance(f, RedactSecrets):
+                f.add(secrets)
 
 
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:

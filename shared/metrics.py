@@ -7,7 +7,12 @@ access token.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 PREFIX = "m2e_sync"
 
@@ -120,6 +125,15 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        self.credential_reloads = Counter(
+            f"{p}_credential_reloads",
+            "Reads of a changed M2E_CREDENTIALS_FILE: ok, or refused (the last good kept)",
+            ["service", "result"],
+            registry=r,
+        )
+        self.accounts_configured = Gauge(
+            f"{p}_accounts_configured", "Accounts with an access token", ["service"], registry=r
+        )
         self.orders_published = Counter(
             f"{p}_orders_published",
             "New or changed orders published",
@@ -140,3 +154,44 @@ class Metrics:
             self.accounts_parked,
         ):
             gauge.labels(service).set(0)
+
+    def watch_accounts(
+        self, rows: Callable[[], list[dict[str, Any]]], states: dict[str, int]
+    ) -> None:
+        """Serve the per-account view as metrics, read at each scrape: how many accounts are
+        in each state, and one `account_state` series per account that is not ok (its
+        value: how bad, `states`), so a healthy deployment of 1,000 merchants adds none."""
+        self.registry.register(_AccountsCollector(self.service, rows, states))
+
+
+class _AccountsCollector(Collector):
+    def __init__(
+        self, service: str, rows: Callable[[], list[dict[str, Any]]], states: dict[str, int]
+    ) -> None:
+        self._service, self._rows, self._states = service, rows, states
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families([])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families(self._rows())
+
+    def _families(self, rows: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
+        by_state = GaugeMetricFamily(
+            f"{PREFIX}_accounts", "Accounts per state (/accounts)", labels=["service", "state"]
+        )
+        for state in self._states:
+            n = sum(1 for r in rows if r["state"] == state)
+            by_state.add_metric([self._service, state], n)
+        unhealthy = GaugeMetricFamily(
+            f"{PREFIX}_account_state",
+            "Accounts that are not ok: 1 throttled, 2 failing, 3 parked, 4 unauthorized",
+            labels=["service", "account", "state"],
+        )
+        for r in rows:
+            if self._states.get(r["state"], 0) > 0:
+                unhealthy.add_metric(
+                    [self._service, r["account"], r["state"]], self._states[r["state"]]
+                )
+        yield by_state
+        yield unhealthy

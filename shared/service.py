@@ -8,7 +8,7 @@ the contract and need no look-up by name.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence, Set
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -31,7 +31,7 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def check_account(accounts: Set[str], account: str, key: str | None) -> None:
+def check_account(accounts: Container[str], account: str, key: str | None) -> None:
     """Only accounts with a configured access token can be served."""
     if account not in accounts:
         raise InvalidMessage(

@@ -1,6 +1,8 @@
 """Generates files/dashboard.json (Grafana): `python charts/m2e-sync/dashboard.py`.
 
-Per service and per account: throughput, items per request, rate-budget use, limiter
+First the worst accounts now (a table of every account that is not ok, from
+`m2e_sync_account_state`: 4 unauthorized, 3 parked, 2 failing, 1 throttled), then per
+service and per account: throughput, items per request, rate-budget use, limiter
 wait, 429s, API latency, results by outcome, DLQ, pending items, lag, cursor age.
 """
 
@@ -56,6 +58,7 @@ PANELS = [
         "histogram_quantile(0.99, sum by (le, account) (rate(m2e_sync_limiter_wait_seconds_bucket[$__rate_interval])))",
         "s",
     ),
+    ("Accounts by state", "sum by (state) (m2e_sync_accounts)", "none"),
     ("Limiter degraded (Redis down)", "max by (service) (m2e_sync_limiter_degraded)", "none"),
     ("Pending (unsettled) messages — lag", "sum by (service) (m2e_sync_pending_items)", "none"),
     ("Oldest pending item age", "max by (service) (m2e_sync_oldest_pending_age_seconds)", "s"),
@@ -85,8 +88,27 @@ PANELS = [
 ]
 
 
+WORST_ACCOUNTS = {
+    "id": 100,
+    "type": "table",
+    "title": "Worst accounts now (m2e-sync status)",
+    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+    "gridPos": {"h": 8, "w": 24, "x": 0, "y": 0},
+    "fieldConfig": {"defaults": {"unit": "none"}, "overrides": []},
+    "options": {"sortBy": [{"displayName": "Value", "desc": True}]},
+    "targets": [
+        {
+            "refId": "A",
+            "expr": "sort_desc(max by (account, service, state) (m2e_sync_account_state))",
+            "instant": True,
+            "format": "table",
+        }
+    ],
+}
+
+
 def build() -> dict[str, object]:
-    panels = []
+    panels: list[dict[str, object]] = [WORST_ACCOUNTS]
     for i, (title, expr, unit) in enumerate(PANELS):
         panels.append(
             {
@@ -94,7 +116,7 @@ def build() -> dict[str, object]:
                 "type": "timeseries",
                 "title": title,
                 "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
+                "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 + 8 * (i // 2)},
                 "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
                 "targets": [{"refId": "A", "expr": expr, "legendFormat": "__auto"}],
             }

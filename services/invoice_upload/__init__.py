@@ -26,7 +26,7 @@ def build(settings: InvoiceUploadSettings) -> InvoiceUpload:
     if redis is not None:
         ledger = RedisLedger(redis, ttl)
     return InvoiceUpload(
-        set(settings.credentials()), SafeFetcher(policy), ledger, settings.invoice_concurrency
+        settings.credentials(), SafeFetcher(policy), ledger, settings.invoice_concurrency
     )
 
 

@@ -18,7 +18,7 @@ import base64
 import binascii
 import hashlib
 import time
-from collections.abc import Mapping, Set
+from collections.abc import Container, Mapping
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -108,7 +108,7 @@ class InvoiceUpload(Service):
 
     def __init__(
         self,
-        known_accounts: Set[str],
+        known_accounts: Container[str],
         fetcher: SafeFetcher,
         ledger: UploadLedger,
         concurrency: int = 4,

@@ -15,7 +15,7 @@ from shared.topics import TopicSpec
 def build(settings: OrderPollerSettings) -> OrderPoller:
     topic = settings.kafka_input_topic or TOPIC
     return OrderPoller(
-        set(settings.credentials()),
+        settings.credentials(),
         settings.kafka_bootstrap_servers,
         orders_topic=settings.orders_topic,
         cursor_topic=settings.order_cursor_topic,

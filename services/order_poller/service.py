@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Set
+from collections.abc import Container, Mapping, Set
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,7 +75,7 @@ class OrderPoller(Service):
 
     def __init__(
         self,
-        known_accounts: Set[str],
+        known_accounts: Container[str],
         bootstrap_servers: str,
         *,
         orders_topic: str,

@@ -32,7 +32,7 @@ def load_defaults(path: Path | None) -> dict[str, AccountDefaults]:
 
 def build(settings: ProductSyncSettings) -> ProductSync:
     return ProductSync(
-        set(settings.credentials()),
+        settings.credentials(),
         load_defaults(settings.product_defaults_file),
         settings.product_max_variants,
         catalog_view(settings),

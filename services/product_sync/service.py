@@ -22,7 +22,7 @@ status is set on create only (the update schema has no status).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Container, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -64,7 +64,7 @@ class ProductSync(Service):
 
     def __init__(
         self,
-        known_accounts: Set[str],
+        known_accounts: Container[str],
         defaults: Mapping[str, AccountDefaults] | None = None,
         max_variants: int = DEFAULT_MAX_VARIANTS,
         view: CatalogView | None = None,

@@ -12,7 +12,7 @@ from shared.bootstrap import catalog_view
 
 def build(settings: VariantSyncSettings) -> VariantSync:
     return VariantSync(
-        set(settings.credentials()), settings.variant_not_found_retry_s, catalog_view(settings)
+        settings.credentials(), settings.variant_not_found_retry_s, catalog_view(settings)
     )
 
 

@@ -14,7 +14,7 @@ product-sync re-sends it when the product is published again, even unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Container, Mapping
 from dataclasses import replace
 
 from pydantic import ValidationError
@@ -64,7 +64,7 @@ class VariantSync(Service):
 
     def __init__(
         self,
-        known_accounts: Set[str],
+        known_accounts: Container[str],
         not_found_retry_s: float = 0.0,
         view: CatalogView | None = None,
     ) -> None:

@@ -115,6 +115,10 @@ class M2EClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    @property
+    def credentials(self) -> Credentials:
+        return self._credentials
+
     def catalog_of(self, account_token: str) -> str:
         """The name of the account's catalog (one per access token: accounts sharing a
         token share it) that may be stored and logged: its bucket id, not the token."""

@@ -106,6 +106,11 @@ class Poller:
                     break
         return batch
 
+    def retry_now(self) -> None:
+        """Look at every waiting retry partition again at the next poll (an account's token
+        changed: its records are due now)."""
+        self._due_at.clear()
+
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
         partitions, s = self._ctx.partitions, self._ctx.settings
         bounds = (s.max_pending_items, s.max_pending_bytes)

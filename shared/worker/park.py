@@ -75,6 +75,9 @@ def retry_info(headers: Sequence[tuple[str, bytes]] | None) -> RetryInfo | None:
         return None  # not written by a worker: read like an input message
 
 
+UNAUTHORIZED = "M2E answered 401 Unauthorized"
+
+
 class AccountHealth:
     """Failure streaks per account: since when no send of it has succeeded, and why."""
 

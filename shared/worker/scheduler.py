@@ -25,12 +25,12 @@ import contextvars
 import logging
 import math
 import random
+from collections.abc import Set
 
 from shared.coalescer import Bucket, BucketKey, Pending
 from shared.m2e.client import (
     Abandoned,
     M2EClient,
-    M2EError,
     TransientFailure,
     Unauthorized,
     UnknownAccount,
@@ -38,9 +38,10 @@ from shared.m2e.client import (
 from shared.m2e.flight import FLIGHT, Flight
 from shared.offsets import PartitionTracker
 from shared.results import ErrorInfo
-from shared.service import PARTITIONS, Fatal, ItemOutcome
+from shared.service import Fatal, ItemOutcome
 from shared.worker.context import Context
-from shared.worker.park import Parker
+from shared.worker.park import UNAUTHORIZED, Parker
+from shared.worker.poison import send_isolating
 from shared.worker.settle import Settler
 
 log = logging.getLogger("m2e_sync.worker")
@@ -230,9 +231,9 @@ class Scheduler:
     async def _send_and_settle(self, bucket: Bucket, batch: list[Pending]) -> None:
         account, operation = bucket.key.account_token, bucket.key.operation
         try:
-            outcomes = await self._send(account, operation, batch)
+            outcomes = await send_isolating(self._ctx, self._client, account, operation, batch)
         except Unauthorized:
-            self._parker.health.failed(account, "M2E answered 401 Unauthorized")
+            self._parker.health.failed(account, UNAUTHORIZED)
             self._ctx.metrics.auth_failures.labels(self._ctx.label, account).inc()
             log.error(
                 "M2E answered 401 for account %s: pausing it for %.0fs; its messages "
@@ -250,6 +251,14 @@ class Scheduler:
             return
         except Abandoned:
             self._give_back(bucket, batch, 0.0)
+            return
+        except UnknownAccount:  # removed from the credentials file while these waited
+            error = ErrorInfo(
+                code="UnknownAccount", message=f"no access token configured for {account}"
+            )
+            gone = ItemOutcome("failed", None, error, dead_letter=True)
+            records, sources = self._settler.results(account, operation, batch, [gone] * len(batch))
+            await self._settler.settle(records, sources)
             return
         except Fatal as exc:
             if self._ctx.signals.fatal is None:
@@ -282,45 +291,6 @@ class Scheduler:
             await self._settler.settle(records, sources)
             self._settler.succeeded()
 
-    async def _send(
-        self, account: str, operation: str, batch: list[Pending]
-    ) -> list[ItemOutcome | None]:
-        """The service's send, with poison isolated. Anything but an M2E error (an encoding
-        error, a value the API cannot take, a bug) splits the batch until the items that
-        raise stand alone; the rest goes on. Such an item is tried again later (None), and
-        after POISON_MAX_ATTEMPTS goes to the DLQ with the exception's class and message.
-        M2E errors propagate: they are about the account or the API, not the items."""
-        PARTITIONS.set([p.sources[0].partition for p in batch])
-        try:
-            outcomes = await self._ctx.service.send(
-                self._client, account, operation, [p.payload for p in batch]
-            )
-            if len(outcomes) != len(batch):
-                raise RuntimeError(
-                    f"{self._ctx.service.name}.send returned {len(outcomes)} outcomes "
-                    f"for {len(batch)} items"
-                )
-            return list(outcomes)
-        except (M2EError, Fatal):
-            raise
-        except Exception as exc:
-            if len(batch) > 1:
-                mid = len(batch) // 2
-                left = await self._send(account, operation, batch[:mid])
-                return left + await self._send(account, operation, batch[mid:])
-            [pending] = batch
-            log.warning(
-                "item %r of account %s raised %s (attempt %d)",
-                pending.key[:100],
-                account,
-                type(exc).__name__,
-                pending.attempts,
-            )
-            if pending.attempts < self._ctx.settings.poison_max_attempts:
-                return [None]
-            error = ErrorInfo(code=type(exc).__name__, message=str(exc) or type(exc).__name__)
-            return [ItemOutcome("failed", None, error, dead_letter=True)]
-
     def _later(self, pending: Pending, outcome: ItemOutcome) -> bool:
         """Whether an item answered "not yet" is sent again (and when), or settles now."""
         if outcome.retry_for_s is None or not pending.sources[0].tracker.alive:
@@ -333,6 +303,19 @@ class Scheduler:
         cap = self._ctx.settings.failure_backoff_cap_s
         pending.not_before = now + min(cap, 0.5 * 2.0 ** (pending.attempts - 1))
         return True
+
+    def retry_now(self, accounts: Set[str]) -> None:
+        """These accounts' tokens changed: forget their back-off and budget waits."""
+        for key in [k for k in self._not_before if k.account_token in accounts]:
+            del self._not_before[key]
+            self._failures.pop(key, None)
+        for account in accounts:
+            self._ready_at.pop(account, None)
+        self._ctx.signals.wake.set()
+
+    def waiting(self, account: str) -> bool:
+        """Waiting for its budget now."""
+        return self._ready_at.get(account, 0.0) > self._ctx.clock()
 
     def _give_back(self, bucket: Bucket, batch: list[Pending], backoff_s: float) -> None:
         # Items of a partition revoked meanwhile belong to its new owner: never re-sent here.

@@ -37,15 +37,17 @@ from shared.clock import Clock
 from shared.coalescer import Coalescer
 from shared.config import WorkerSettings
 from shared.m2e.client import M2EClient
+from shared.m2e.credentials import Change
 from shared.metrics import Metrics
 from shared.results import Publisher
 from shared.service import Service
 from shared.topics import ensure_retry_topic
+from shared.worker.accounts import AccountBook, AccountsView, backlogs
 from shared.worker.commits import Committer, Rebalance
 from shared.worker.consume import Poller
 from shared.worker.context import Context
 from shared.worker.join import use_one_join
-from shared.worker.park import Parker
+from shared.worker.park import UNAUTHORIZED, Parker
 from shared.worker.partitions import Partitions
 from shared.worker.scheduler import Scheduler
 from shared.worker.settle import Settler
@@ -67,6 +69,7 @@ class Worker:
         *,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
+        book: AccountBook | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -90,7 +93,34 @@ class Worker:
         self.rebalance = Rebalance(
             ctx, self.committer, self.scheduler, self.parker, lambda: self.consumer
         )
+        self.book = book or AccountBook(settings.rate_limit_period_s, clock, wall)
+        self.accounts = AccountsView(
+            service.name,
+            self.book,
+            client.credentials,
+            self._health_state,
+            lambda: backlogs(self.coalescer, self.parker.backlog.values(), self.clock()),
+            self.scheduler.waiting,
+            settings.rate_limit_requests,
+        )
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _health_state(self, account: str) -> str | None:
+        health = self.parker.health
+        if not health.failing(account):
+            return None
+        if health.reason(account) == UNAUTHORIZED:
+            return "unauthorized"
+        return "parked" if health.parked(account) else "failing"
+
+    def credentials_changed(self, change: Change) -> None:
+        """A reload gave accounts a new token (or added them): what waited for a working
+        token is tried at once — back-offs, 401 pauses, parked messages."""
+        fresh = change.added | change.rotated
+        for account in fresh:
+            self.parker.health.succeeded(account)
+        self.poller.retry_now()
+        self.scheduler.retry_now(fresh)
 
     @property
     def results_topic(self) -> str:

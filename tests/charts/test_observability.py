@@ -11,6 +11,7 @@ from pathlib import Path
 from prometheus_client.metrics_core import Metric
 
 from shared.metrics import Metrics
+from shared.worker.accounts import SEVERITY
 
 FILES = Path(__file__).resolve().parents[2] / "charts" / "m2e-sync" / "files"
 NAME = re.compile(r"\bm2e_sync_[a-z_]+")
@@ -20,7 +21,9 @@ def exported() -> set[str]:
     """Every sample name a worker's /metrics can carry."""
     names = set()
     family: Metric
-    for family in Metrics("any").registry.collect():
+    metrics = Metrics("any")
+    metrics.watch_accounts(list, SEVERITY)
+    for family in metrics.registry.collect():
         suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(
             family.type, [""]
         )

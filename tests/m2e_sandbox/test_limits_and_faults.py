@@ -36,6 +36,23 @@ async def test_a_revoked_access_token_answers_401_until_it_is_restored(api: Api)
     assert bad.status_code == 400 and "revoked" in bad.text
 
 
+async def test_a_rotated_access_token_serves_the_same_catalog_and_the_old_one_answers_401(
+    api: Api,
+) -> None:
+    """A merchant rotating its token: the workers' credentials must follow."""
+    before = (await api.call("GET", "/user/accounts/")).json()
+    rotated = await api.admin("PUT", "/users/demo-shop/access", {"token": "rotated-token-0001"})
+    assert rotated.json() == {"user": "demo-shop", "rotated": True}
+    assert (await api.call("GET", "/user/accounts/")).status_code == 401
+    after = await api.call("GET", "/user/accounts/", token="rotated-token-0001")
+    assert after.status_code == 200 and after.json() == before
+    assert (await api.admin("POST", "/reset")).status_code == 200  # a reset keeps it
+    assert (await api.call("GET", "/user/accounts/", token="rotated-token-0001")).status_code == 200
+    assert (await api.call("GET", "/user/accounts/")).status_code == 401
+    short = await api.admin("PUT", "/users/demo-shop/access", {"token": "short"})
+    assert short.status_code == 400
+
+
 async def test_rate_limit_headers_429_and_recovery(make_api: SandboxFactory) -> None:
     clock = FakeClock(1_800_000_000.25)
     api = await make_api(demo_config(rate_limit={"requests": 3, "period_s": 10}), clock)

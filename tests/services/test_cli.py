@@ -34,6 +34,7 @@ def test_developer_commands_join_when_installed() -> None:
         "produce",
         "tail",
         "dlq",
+        "status",
         "stack",
         "sandbox",
         "demo",
@@ -46,7 +47,7 @@ def test_without_the_developer_tools_only_the_worker_commands_remain(
 ) -> None:
     monkeypatch.setitem(sys.modules, cli.DEV_COMMANDS, None)  # as in the worker image
     parser = cli.build_parser()
-    assert commands(parser) == {"run", "tick", "produce", "tail", "dlq"}
+    assert commands(parser) == {"run", "tick", "produce", "tail", "dlq", "status"}
     with pytest.raises(SystemExit):
         parser.parse_args(["stack", "up"])
     assert "invalid choice: 'stack'" in capsys.readouterr().err

@@ -59,12 +59,13 @@ def worker(
     clock: Clock | None = None,
     service: Service | None = None,
     publisher: Publisher | None = None,
+    credentials: Credentials | None = None,
     **settings: Any,
 ) -> Worker:
     s = load_settings(**{"batch_max_items": 2, **settings})
     client = M2EClient(
         "http://x",
-        Credentials({ACCT: "t"}),
+        credentials or Credentials({ACCT: "t"}),
         budget or FakeLimiter(),
         transport=httpx.MockTransport(lambda r: httpx.Response(200, json={})),
     )
