@@ -243,6 +243,12 @@ class Coalescer:
             del bucket.items[pending.key]
         self.size -= len(items)
 
+    def discard(self, bucket: Bucket) -> None:
+        """Forget a bucket with nothing in it (an idle account costs nothing per wake); its
+        next event makes a new one."""
+        if not (bucket.items or bucket.waiting) and self.buckets.get(bucket.key) is bucket:
+            del self.buckets[bucket.key]
+
     def drop_partitions(self, trackers: set[PartitionTracker]) -> int:
         """Forget buffered items from revoked partitions (their new owner re-reads them)."""
         dropped = 0

@@ -86,7 +86,14 @@ class Scheduler:
                     await self._ctx.signals.wake.wait()
 
     async def _consider(self, bucket: Bucket, now: float) -> float:
-        """Send the bucket's next batch if it is due; else say when to look again."""
+        """Send the bucket's next batch if it is due; else say when to look again. An empty
+        bucket with nothing in flight is dropped: the loop costs per busy account, not per
+        account ever seen."""
+        if not (bucket.items or bucket.waiting or bucket.key in self._in_flight):
+            if self._not_before.get(bucket.key, 0.0) <= now:
+                self._not_before.pop(bucket.key, None)
+                self._ctx.coalescer.discard(bucket)
+            return math.inf
         waiting = self._ctx.coalescer.release_due(bucket, now) if bucket.waiting else math.inf
         return min(waiting, await self._consider_items(bucket, now))
 

@@ -158,3 +158,23 @@ async def test_a_newer_batch_for_a_key_waits_until_the_older_ones_results_are_pu
     await asyncio.gather(*w.scheduler.flushes)
     offsets = [json.loads(r.value)["source"]["offset"] for r in publisher.published]
     assert offsets == [0, 1]
+
+
+async def test_an_idle_account_costs_nothing_per_wake() -> None:
+    """1,000 merchants trickling: the loop looks at the buckets that hold something, not
+    at every account ever seen."""
+    w, _, clock = setup(batch_linger_ms=0)
+    await w.poller.ingest({TP: [record(0, "A", 1.0)]})
+    bucket = only_bucket(w)
+    await w.scheduler._consider(bucket, clock.now)
+    assert in_flight(w, bucket)
+    assert await w.scheduler._consider(bucket, clock.now) == math.inf
+    assert list(w.coalescer) == [bucket]  # in flight: kept
+    await asyncio.gather(*w.scheduler.flushes)
+    await w.scheduler._consider(bucket, clock.now)
+    assert list(w.coalescer) == []  # settled and empty: dropped
+    await w.poller.ingest({TP: [record(1, "A", 2.0)]})  # the account's next event
+    fresh = only_bucket(w)
+    await w.scheduler._consider(fresh, clock.now)
+    await asyncio.gather(*w.scheduler.flushes)
+    assert w.partitions.trackers[TP].committable() == 2
