@@ -104,11 +104,13 @@ def build_client(
     def observe(account: str, stats: CallStats) -> None:
         if book is not None:
             book.observe(account, stats)
-        metrics.api_requests.labels(service, account, stats.endpoint, str(stats.status)).inc()
+        metrics.api_requests.labels(
+            service, metrics.account(account), stats.endpoint, str(stats.status)
+        ).inc()
         metrics.api_latency.labels(service, stats.endpoint).observe(stats.seconds)
-        metrics.limiter_wait.labels(service, account).observe(stats.limiter_wait_s)
+        metrics.limiter_wait.labels(service, metrics.account(account)).observe(stats.limiter_wait_s)
         if stats.status == 429:
-            metrics.throttled.labels(service, account).inc()
+            metrics.throttled.labels(service, metrics.account(account)).inc()
 
     return M2EClient(
         settings.m2e_base_url,
@@ -158,7 +160,7 @@ def build_parts(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Parts:
     credentials = settings.credentials()
-    metrics = Metrics(service.name, registry)
+    metrics = Metrics(service.name, registry, settings.metrics_per_account)
     service.use_metrics(metrics)
     limiter = build_limiter(settings, metrics)
     book = AccountBook(settings.rate_limit_period_s)

@@ -102,6 +102,9 @@ class WorkerSettings(BaseSettings):
     m2e_access_tokens: SecretStr | None = None  # the same map as JSON, from env
     # Re-read M2E_CREDENTIALS_FILE this often when it changes (shared.reload); 0: never.
     credentials_reload_s: Annotated[float, Field(ge=0)] = 10.0
+    # false: every metric's account label reads `_all` (hundreds of merchants; /accounts
+    # keeps the per-account view).
+    metrics_per_account: bool = True
     m2e_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     m2e_retry_attempts: Annotated[int, Field(ge=1, le=100)] = 5
     m2e_retry_base_s: Annotated[float, Field(gt=0)] = 0.2

@@ -2,7 +2,11 @@
 
 Built on an injected `CollectorRegistry`, so tests read them in isolation. Labels carry
 the service, the account token (a UUID, not a secret) and the endpoint — never an
-access token.
+access token. Per-account series cost ~25 samples per account (most of them the limiter
+wait histogram); with `per_account=False` (METRICS_PER_ACCOUNT=false, for deployments of
+hundreds of merchants) every account label reads `_all` and /accounts is the per-account
+view. No `_created` series: they double every counter and histogram and no panel reads
+them.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 PREFIX = "m2e_sync"
+ALL_ACCOUNTS = "_all"
+
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 200, 300, 400, 450, 490, 499, 500)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -22,8 +29,11 @@ WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 
 
 class Metrics:
-    def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, service: str, registry: CollectorRegistry | None = None, per_account: bool = True
+    ) -> None:
         self.service = service
+        self.per_account = per_account
         self.registry = registry if registry is not None else CollectorRegistry()
         r, p = self.registry, PREFIX
         self.consumed = Counter(
@@ -154,6 +164,11 @@ class Metrics:
             self.accounts_parked,
         ):
             gauge.labels(service).set(0)
+
+    def account(self, account: str) -> str:
+        """The `account` label value: the account token, or `_all` when per-account series
+        are switched off."""
+        return account if self.per_account else ALL_ACCOUNTS
 
     def watch_accounts(
         self, rows: Callable[[], list[dict[str, Any]]], states: dict[str, int]

@@ -226,9 +226,11 @@ class OrderPoller(Service):
         self.cursors[key] = cursors.State(cursor, seen)
         self._partition_of[key] = partition
         if self.metrics is not None:
-            self.metrics.orders_published.labels(self.name, account, channel).inc(len(changed))
+            self.metrics.orders_published.labels(
+                self.name, self.metrics.account(account), channel
+            ).inc(len(changed))
             if latest is not None:
-                self.metrics.cursor_age.labels(self.name, account, channel).set(
-                    time.time() - latest.timestamp()
-                )
+                self.metrics.cursor_age.labels(
+                    self.name, self.metrics.account(account), channel
+                ).set(time.time() - latest.timestamp())
         return len(changed)

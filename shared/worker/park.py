@@ -192,7 +192,9 @@ class Parker:
         results, settled = self._settler.results(account, operation, fresh, [deferred] * len(fresh))
         settled += [s for s in sources if s.origin is not None]
         await self._settler.settle(records + results, settled)
-        self._ctx.metrics.parked.labels(self._ctx.label, account).inc(len(sources))
+        self._ctx.metrics.parked.labels(self._ctx.label, self._ctx.metrics.account(account)).inc(
+            len(sources)
+        )
 
     async def scan(self, consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
         """Count, per account, what the retry partitions among `tps` hold past their

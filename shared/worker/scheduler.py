@@ -241,7 +241,9 @@ class Scheduler:
             outcomes = await send_isolating(self._ctx, self._client, account, operation, batch)
         except Unauthorized:
             self._parker.health.failed(account, UNAUTHORIZED)
-            self._ctx.metrics.auth_failures.labels(self._ctx.label, account).inc()
+            self._ctx.metrics.auth_failures.labels(
+                self._ctx.label, self._ctx.metrics.account(account)
+            ).inc()
             log.error(
                 "M2E answered 401 for account %s: pausing it for %.0fs; its messages "
                 "move to the retry topic if it lasts %.0fs",

@@ -95,7 +95,9 @@ class Settler:
             ):
                 if not group:
                     continue
-                items.labels(self._ctx.label, account, op, status).inc(len(group))
+                items.labels(self._ctx.label, self._ctx.metrics.account(account), op, status).inc(
+                    len(group)
+                )
                 settled = status != "superseded"
                 # The entity's key: the payload's own field where it has one (an invoice is
                 # coalesced per order and invoice number, but its result names the order).
