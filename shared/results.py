@@ -164,6 +164,9 @@ def fit(record: OutRecord, limit: int = RECORD_LIMIT) -> OutRecord:
     return replace(record, key=key, value=value, headers=headers)
 
 
+SMALL_SLOT = 64  # records per (topic, partition) below which a publish shares open batches
+
+
 class Publisher:
     """Publishes records and returns once every one of them is acknowledged."""
 
@@ -198,40 +201,55 @@ class Publisher:
             parts = self._partitions[topic] = sorted(found)
         return parts
 
+    async def _partition_of(self, record: OutRecord) -> int:
+        parts = await self._partitions_for(record.topic)
+        if record.partition is not None:
+            return record.partition
+        if record.key is None:
+            return parts[record.fallback_partition % len(parts)]
+        slot_key = (record.topic, record.key)
+        partition = self._key_partition.get(slot_key, -1)
+        if partition < 0:
+            if len(self._key_partition) > 200_000:
+                self._key_partition.clear()
+            partition = self._key_partition[slot_key] = self._partitioner(record.key, parts, parts)
+        return partition
+
+    async def _send_batches(
+        self, topic: str, partition: int, records: list[OutRecord]
+    ) -> list[asyncio.Future[Any]]:
+        """A big slot in batches of its own (cheaper per record than one send each)."""
+        sent = []
+        batch = self._producer.create_batch()
+        for r in records:
+            headers = list(r.headers)
+            if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
+                sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+                batch = self._producer.create_batch()
+                batch.append(key=r.key, value=r.value, timestamp=None, headers=headers)
+        if batch.record_count():
+            sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+        return sent
+
     async def publish(self, records: Sequence[OutRecord]) -> None:
-        batches: dict[tuple[str, int], Any] = {}
-        sent: list[asyncio.Future[Any]] = []
+        slots: dict[tuple[str, int], list[OutRecord]] = {}
         for record in map(fit, records):
-            parts = await self._partitions_for(record.topic)
-            if record.partition is not None:
-                partition = record.partition
-            elif record.key is not None:
-                slot_key = (record.topic, record.key)
-                partition = self._key_partition.get(slot_key, -1)
-                if partition < 0:
-                    if len(self._key_partition) > 200_000:
-                        self._key_partition.clear()
-                    partition = self._key_partition[slot_key] = self._partitioner(
-                        record.key, parts, parts
+            partition = await self._partition_of(record)
+            slots.setdefault((record.topic, partition), []).append(record)
+        sent: list[asyncio.Future[Any]] = []
+        for (topic, partition), slot in slots.items():
+            if len(slot) < SMALL_SLOT:
+                # Into the partition's open batch, shared with every other small publish:
+                # thousands of small flushes a second make a few requests, where a batch of
+                # their own each would queue behind one another (one per partition in
+                # flight) until they time out and are sent twice.
+                for r in slot:
+                    sent.append(
+                        await self._producer.send(
+                            topic, r.value, key=r.key, partition=partition, headers=list(r.headers)
+                        )
                     )
             else:
-                partition = parts[record.fallback_partition % len(parts)]
-            slot = (record.topic, partition)
-            batch = batches.get(slot)
-            if batch is None:
-                batch = batches[slot] = self._producer.create_batch()
-            headers = list(record.headers)
-            if (
-                batch.append(key=record.key, value=record.value, timestamp=None, headers=headers)
-                is None
-            ):
-                sent.append(
-                    await self._producer.send_batch(batch, record.topic, partition=partition)
-                )
-                batch = batches[slot] = self._producer.create_batch()
-                batch.append(key=record.key, value=record.value, timestamp=None, headers=headers)
-        for (topic, partition), batch in batches.items():
-            if batch.record_count():
-                sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+                sent += await self._send_batches(topic, partition, slot)
         if sent:
             await asyncio.gather(*sent)
