@@ -144,11 +144,26 @@ class WorkerSettings(BaseSettings):
     # An account failing this long (401s, or no send succeeding) is parked: its messages move
     # to `<input>.retry` so the others' commits and fetching go on (shared.worker.park).
     account_park_after_s: Annotated[float, Field(gt=0)] = 60.0
+    # Items one account (and operation) may hold buffered from the input once the worker is
+    # past half its memory bound; past it, its further messages wait in `<input>.retry` and
+    # come back at its budget's pace, so a hot account's backlog never pauses fetching for
+    # the others. At least BATCH_MAX_ITEMS.
+    max_pending_per_account: Annotated[int, Field(ge=1)] = 5_000
 
     # Operations
     http_host: str = "0.0.0.0"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _per_account_bound(self) -> WorkerSettings:
+        batch = min(self.batch_max_items, MAX_BATCH_ITEMS)
+        if self.max_pending_per_account < batch:
+            raise ValueError(
+                f"MAX_PENDING_PER_ACCOUNT must be at least BATCH_MAX_ITEMS ({batch}): "
+                "a hot account would never fill a batch"
+            )
+        return self
 
     @model_validator(mode="after")
     def _files_and_consistency(self) -> WorkerSettings:

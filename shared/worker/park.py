@@ -76,6 +76,7 @@ def retry_info(headers: Sequence[tuple[str, bytes]] | None) -> RetryInfo | None:
 
 
 UNAUTHORIZED = "M2E answered 401 Unauthorized"
+BACKLOG = "the account's backlog is past MAX_PENDING_PER_ACCOUNT"
 
 
 class AccountHealth:
@@ -161,11 +162,24 @@ class Parker:
             return list(bucket.items.values())
         return [p for p in bucket.items.values() if p.must_park]
 
-    async def park(self, account: str, operation: str, items: list[Pending]) -> None:
+    def overflow(self, bucket: Bucket, pressed: bool) -> list[Pending]:
+        """While the worker is past half its memory bound (`pressed`), a hot account's items
+        from the input past `max_pending_per_account`: all of them move aside (none read
+        back from the retry topic: those are its backlog draining), so its order holds and
+        fetching never pauses for the others because of it."""
+        if not pressed or len(bucket.items) <= self._ctx.settings.max_pending_per_account:
+            return []
+        return [p for p in bucket.items.values() if all(s.origin is None for s in p.sources)]
+
+    async def park(
+        self, account: str, operation: str, items: list[Pending], *, backlog: bool = False
+    ) -> None:
         """Write the items' messages to the retry topic, in their order per partition, with
-        a `deferred` result for each one new to it; then they are settled."""
-        reason = self.health.reason(account)
-        not_before_ms = str(int((self._wall() + self._ctx.settings.account_park_after_s) * 1000))
+        a `deferred` result for each one new to it; then they are settled. A failing
+        account's wait `account_park_after_s`; a hot account's (`backlog`) are due at once."""
+        reason = BACKLOG if backlog else self.health.reason(account)
+        delay_s = 0.0 if backlog else self._ctx.settings.account_park_after_s
+        not_before_ms = str(int((self._wall() + delay_s) * 1000))
         sources = sorted(
             (src for p in items for src in p.sources),
             key=lambda s: (s.partition, s.origin is None, s.offset),  # retried ones are older
@@ -188,7 +202,8 @@ class Parker:
         # Results: `deferred` for the messages new to the retry topic; `superseded` for
         # those a newer message replaced (it carries their content).
         fresh = [replace(p, sources=[s for s in p.sources if s.origin is None]) for p in items]
-        deferred = ItemOutcome("deferred", None, ErrorInfo(code="AccountBlocked", message=reason))
+        code = "AccountBacklog" if backlog else "AccountBlocked"
+        deferred = ItemOutcome("deferred", None, ErrorInfo(code=code, message=reason))
         results, settled = self._settler.results(account, operation, fresh, [deferred] * len(fresh))
         settled += [s for s in sources if s.origin is not None]
         await self._settler.settle(records + results, settled)

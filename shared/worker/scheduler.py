@@ -101,12 +101,17 @@ class Scheduler:
         key = bucket.key
         if not bucket.items or key in self._in_flight:
             return math.inf  # woken when items arrive or the batch ends
-        parked = self._parker.parkable(bucket, self._pressed())
+        pressed = self._pressed()
+        parked = self._parker.parkable(bucket, pressed)
         if parked:
             self._ctx.coalescer.remove(bucket, parked)
             await self._parker.park(key.account_token, key.operation, parked)
-            if not bucket.items:
-                return math.inf
+        hot = self._parker.overflow(bucket, pressed)
+        if hot:
+            self._ctx.coalescer.remove(bucket, hot)
+            await self._parker.park(key.account_token, key.operation, hot, backlog=True)
+        if not bucket.items:
+            return math.inf
         not_before = self._not_before.get(key, 0.0)
         if now < not_before:
             return not_before

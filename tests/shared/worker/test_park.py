@@ -8,10 +8,12 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from services.variant_sync import VariantSync
 from shared.coalescer import last_write_wins
+from shared.config import ConfigError, load_settings
 from shared.m2e.client import M2EClient, Unauthorized
 from shared.service import OK, ItemOutcome
 from shared.worker.park import ACCOUNT, NOT_BEFORE, ORIGIN, retry_info
@@ -260,3 +262,63 @@ async def test_a_whole_message_read_back_never_replaces_a_newer_one_of_its_sku()
         (3, "superseded"),
         (4, "deferred"),
     ]
+
+
+async def test_a_hot_accounts_backlog_moves_aside_and_comes_back_at_once_in_order() -> None:
+    """1,000 merchants, one of them with a 500,000-message backlog: past
+    MAX_PENDING_PER_ACCOUNT its messages wait in the retry topic, due at once, so the
+    others' messages are never stuck behind the memory bound that backlog would fill.
+    (Only under pressure: with room to spare, nothing is moved.)"""
+    w, service, clock, wall = setup(max_pending_per_account=10, max_pending_items=30)
+    service.revoked = False
+    hot = [rec(i, BLOCKED, f"X{i}", 1.0) for i in range(15)]
+    await w.poller.ingest({TP: [*hot, rec(15, ACCT, "H1", 1.0)]})
+    await step(w, clock())
+    moved = published(w, ".retry")
+    assert [json.loads(r.value)["sku"] for r in moved] == [f"X{i}" for i in range(15)]
+    info = retry_info(moved[0].headers)
+    assert info is not None and info.not_before == wall.now  # due at once: not blocked
+    assert service.sent == [(ACCT, [("H1", 1.0)])]  # the other account is not held back
+    assert w.partitions.trackers[TP].committable() == 16
+    results = [json.loads(r.value) for r in published(w, ".results")]
+    assert {r["error"]["code"] for r in results if r["status"] == "deferred"} == {"AccountBacklog"}
+    # A newer message of the hot account follows its backlog into the retry topic.
+    await w.poller.ingest({TP: [rec(16, BLOCKED, "X0", 2.0)]})
+    await step(w, clock())
+    assert json.loads(published(w, ".retry")[-1].value) == {
+        "account_token": BLOCKED,
+        "sku": "X0",
+        "price": 2.0,
+    }
+    # Read back: sent in order, and never moved aside again for being many.
+    back = [
+        rec(
+            i,
+            BLOCKED,
+            json.loads(r.value)["sku"],
+            json.loads(r.value)["price"],
+            RETRY_TP,
+            list(r.headers),
+        )
+        for i, r in enumerate(published(w, ".retry"))
+    ]
+    await w.poller.ingest(w.poller._due(FakeConsumer(), {RETRY_TP: back}))
+    await step(w, clock() + 1)
+    await step(w, clock() + 2)  # two batches of 10
+    sent = [item for account, items in service.sent if account == BLOCKED for item in items]
+    assert len(published(w, ".retry")) == 16  # nothing parked twice
+    assert ("X0", 2.0) in sent and ("X0", 1.0) not in sent  # merged: the newer won
+    assert len(sent) == 15
+
+
+def test_a_per_account_bound_below_a_batch_fails_at_start_naming_it() -> None:
+    with pytest.raises(ConfigError, match="MAX_PENDING_PER_ACCOUNT"):
+        load_settings(max_pending_per_account=100, batch_max_items=500)
+
+
+async def test_with_room_to_spare_a_busy_account_keeps_its_messages() -> None:
+    w, service, clock, _ = setup(max_pending_per_account=10, max_pending_items=1000)
+    service.revoked = False
+    await w.poller.ingest({TP: [rec(i, BLOCKED, f"X{i}", 1.0) for i in range(15)]})
+    await step(w, clock())
+    assert published(w, ".retry") == [] and len(service.sent[0][1]) == 10
