@@ -201,11 +201,15 @@ class Parker:
             self.backlog.setdefault(src.partition, Counter())[account] += 1
         # Results: `deferred` for the messages new to the retry topic; `superseded` for
         # those a newer message replaced (it carries their content).
-        fresh = [replace(p, sources=[s for s in p.sources if s.origin is None]) for p in items]
-        code = "AccountBacklog" if backlog else "AccountBlocked"
-        deferred = ItemOutcome("deferred", None, ErrorInfo(code=code, message=reason))
+        # A hot account's messages get no `deferred` result: they come back at once and
+        # their final result follows (a third less work on the busiest path).
+        fresh = [
+            replace(p, sources=[] if backlog else [s for s in p.sources if s.origin is None])
+            for p in items
+        ]
+        deferred = ItemOutcome("deferred", None, ErrorInfo(code="AccountBlocked", message=reason))
         results, settled = self._settler.results(account, operation, fresh, [deferred] * len(fresh))
-        settled += [s for s in sources if s.origin is not None]
+        settled += [s for s in sources if backlog or s.origin is not None]
         await self._settler.settle(records + results, settled)
         self._ctx.metrics.parked.labels(self._ctx.label, self._ctx.metrics.account(account)).inc(
             len(sources)
