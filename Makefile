@@ -44,10 +44,13 @@ test: lint tools
 	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	  $(BIN)/m2e-sync stack down; exit $$status
 
-# The benchmark suite against the real stack: rewrites bench/RESULTS.md and its pictures.
+# The benchmark suite against the real stack: rewrites bench/RESULTS.md and its pictures,
+# and bench/MERCHANTS.md (1,000 accounts, bench/many_merchants.py).
 bench: venv
 	@$(BIN)/m2e-sync stack up || { $(BIN)/m2e-sync stack down; exit 1; }
-	@status=0; $(BIN)/python bench/suite.py || status=$$?; $(BIN)/m2e-sync stack down; exit $$status
+	@status=0; $(BIN)/python bench/suite.py || status=$$?; \
+	$(BIN)/python bench/many_merchants.py --write bench/MERCHANTS.md || status=$$?; \
+	$(BIN)/m2e-sync stack down; exit $$status
 
 # Crashes, broker and Redis restarts and API faults during a 100,000-event run; exits 1 if
 # anything is lost (the fast part runs in make test: tests/integration/test_chaos.py).

@@ -43,8 +43,10 @@ def check_account(accounts: Container[str], account: str, key: str | None) -> No
 
 
 def check_key(message_key: str | None, expected: str, what: str, account: str) -> None:
-    """The message key must be the entity's key, or per-key ordering breaks."""
-    if message_key is not None and message_key != expected:
+    """The message key must be the entity's key or its account token, or per-key ordering
+    breaks. Keyed by account, all of an account's events share one partition (so every
+    event of an entity still does): fuller batches for merchants that trickle."""
+    if message_key is not None and message_key not in (expected, account):
         raise InvalidMessage(
             f"message key {message_key!r} is not {what} {expected!r}",
             "KeyMismatch",

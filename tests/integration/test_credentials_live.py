@@ -40,6 +40,16 @@ def accounts(worker: Any) -> dict[str, dict[str, Any]]:
     return {r["account"]: r for r in body["accounts"]}
 
 
+def status_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "status", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def prices(sandbox: Any, token: str, skus: list[str]) -> list[Any]:
     return [(sandbox.variant(token, s) or {}).get("price") for s in skus]
 
@@ -128,39 +138,12 @@ async def test_a_revoked_token_is_reported_unauthorized_and_the_others_go_on(
     assert view[ACCT_B]["pending_messages"] == len(skus_b)
     assert view[ACCT_A]["state"] == "ok" and view[ACCT_A]["last_success"] is not None
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "status",
-            "--url",
-            f"http://127.0.0.1:{worker.port}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = status_command("--url", f"http://127.0.0.1:{worker.port}")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1].split()[:3] == [ACCT_B, "variant-sync", "unauthorized"]
     assert any(line.split()[:3] == [ACCT_A, "variant-sync", "ok"] for line in lines[2:])
-    as_json = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "status",
-            "--json",
-            "--url",
-            f"http://127.0.0.1:{worker.port}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    as_json = status_command("--json", "--url", f"http://127.0.0.1:{worker.port}")
     assert json.loads(as_json.stdout)[0]["state"] == "unauthorized"
     assert TOKEN_B not in done.stdout + as_json.stdout
     metrics = httpx.get(f"http://127.0.0.1:{worker.port}/metrics", timeout=5).text

@@ -66,3 +66,10 @@ def test_key_must_be_the_sku_and_tombstones_are_refused() -> None:
     assert info.value.error_class == "KeyMismatch"
     with pytest.raises(InvalidMessage, match="tombstone"):
         VariantSync({ACCT}).decode(b"V1", None, [])
+
+
+def test_a_message_keyed_by_its_account_is_accepted() -> None:
+    """Trickle-heavy merchants may key by account: every event of the account, so of each
+    SKU, shares one partition."""
+    event = decode({"account_token": ACCT, "sku": "V1", "price": 1}, key=ACCT.encode())
+    assert (event.key, event.account_token) == ("V1", ACCT)

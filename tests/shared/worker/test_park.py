@@ -143,18 +143,7 @@ async def test_new_messages_never_overtake_older_ones_waiting_in_the_retry_topic
     # Read back in order (the account is still known to fail here, so when due): sent in
     # order, merged, the newest last.
     wall.now += 10
-    back = [
-        rec(
-            i,
-            BLOCKED,
-            json.loads(r.value)["sku"],
-            json.loads(r.value)["price"],
-            RETRY_TP,
-            list(r.headers),
-        )
-        for i, r in enumerate(moved)
-    ]
-    await w.poller.ingest(w.poller._due(FakeConsumer(), {RETRY_TP: back}))
+    await read_back(w, moved)
     assert w.parker.backlog[0] == {}
     await step(w, clock() + 1)  # linger
     assert service.sent == [(BLOCKED, [("X1", 2.0), ("X2", 2.0)])]
@@ -166,6 +155,15 @@ async def test_new_messages_never_overtake_older_ones_waiting_in_the_retry_topic
     assert sorted(r["source"]["offset"] for r in finals) == [0, 1, 2, 3]  # input offsets
     assert {r["source"]["topic"] for r in finals} == {"variant-updates"}
     assert w.partitions.trackers[RETRY_TP].committable() == 3
+
+
+async def read_back(w: Any, moved: list[Any]) -> None:
+    """The retry records `moved` as the worker reads them back (offsets from 0), when due."""
+    back = [
+        rec(i, BLOCKED, (v := json.loads(r.value))["sku"], v["price"], RETRY_TP, list(r.headers))
+        for i, r in enumerate(moved)
+    ]
+    await w.poller.ingest(w.poller._due(FakeConsumer(), {RETRY_TP: back}))
 
 
 class FakeConsumer:
@@ -291,18 +289,7 @@ async def test_a_hot_accounts_backlog_moves_aside_and_comes_back_at_once_in_orde
         "price": 2.0,
     }
     # Read back: sent in order, and never moved aside again for being many.
-    back = [
-        rec(
-            i,
-            BLOCKED,
-            json.loads(r.value)["sku"],
-            json.loads(r.value)["price"],
-            RETRY_TP,
-            list(r.headers),
-        )
-        for i, r in enumerate(published(w, ".retry"))
-    ]
-    await w.poller.ingest(w.poller._due(FakeConsumer(), {RETRY_TP: back}))
+    await read_back(w, published(w, ".retry"))
     await step(w, clock() + 1)
     await step(w, clock() + 2)  # two batches of 10
     sent = [item for account, items in service.sent if account == BLOCKED for item in items]
