@@ -38,6 +38,9 @@ class UserConfig(_Config):
 class RateLimitConfig(_Config):
     requests: Annotated[int, Field(ge=1)] = 100
     period_s: Annotated[float, Field(gt=0)] = 60.0
+    # fixed: windows of period_s opened by the first request after the last one closed;
+    # sliding: a request counts for period_s after it was made. Clients must cope with both.
+    mode: Literal["fixed", "sliding"] = "fixed"
 
 
 class FaultConfig(_Config):

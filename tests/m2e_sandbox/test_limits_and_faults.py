@@ -53,6 +53,31 @@ async def test_a_rotated_access_token_serves_the_same_catalog_and_the_old_one_an
     assert short.status_code == 400
 
 
+async def test_a_sliding_window_counts_each_request_for_a_period_after_it(
+    make_api: SandboxFactory,
+) -> None:
+    """`rate_limit.mode: sliding`, as other gateways meter: no window opens or closes; a
+    request frees its slot `period_s` after it was made."""
+    clock = FakeClock(1_800_000_000.0)
+    config = demo_config(rate_limit={"requests": 3, "period_s": 10, "mode": "sliding"})
+    api = await make_api(config, clock)
+    for _ in range(3):  # at 0, 4 and 8 s
+        assert (await api.call("GET", "/user/accounts/")).status_code == 200
+        clock.advance(4)
+    refused = await api.call("GET", "/user/accounts/")  # at 12 s: the one of 0 s has gone
+    assert refused.status_code == 200 and refused.headers["X-RateLimit-Remaining"] == "0"
+    clock.advance(1)  # 13 s: 4, 8 and 12 s still count
+    throttled = await api.call("GET", "/user/accounts/")
+    assert throttled.status_code == 429
+    assert throttled.headers["X-RateLimit-Retry-After"] == "2027-01-15T08:00:14Z"  # 4 s + 10
+    clock.advance(1)  # 14 s: the one of 4 s stops counting
+    assert (await api.call("GET", "/user/accounts/")).status_code == 200
+    current = (await api.admin("GET", "/rate_limit")).json()
+    assert current["mode"] == "sliding"
+    back = await api.admin("PUT", "/rate_limit", {"mode": "fixed"})  # at run time
+    assert back.is_success and (await api.call("GET", "/user/accounts/")).status_code == 200
+
+
 async def test_rate_limit_headers_429_and_recovery(make_api: SandboxFactory) -> None:
     clock = FakeClock(1_800_000_000.25)
     api = await make_api(demo_config(rate_limit={"requests": 3, "period_s": 10}), clock)
@@ -102,7 +127,7 @@ async def test_rate_limit_headers_429_and_recovery(make_api: SandboxFactory) -> 
 
 async def test_rate_limit_changes_at_run_time(api: Api) -> None:
     resp = await api.admin("PUT", "/rate_limit", {"requests": 1})
-    assert resp.json() == {"requests": 1, "period_s": 60.0}
+    assert resp.json() == {"requests": 1, "period_s": 60.0, "mode": "fixed"}
     assert (await api.call("GET", "/user/accounts/")).status_code == 200
     second = await api.call("GET", "/user/accounts/")
     assert second.status_code == 429 and second.headers["X-RateLimit-Limit"] == "1"
@@ -188,7 +213,11 @@ async def test_reset_keeps_run_time_faults_and_replays_their_seeded_sequence(api
     assert {500, 200} <= set(first)
     assert (await api.admin("POST", "/reset")).json() == {"reset": True}
     assert (await api.admin("GET", "/faults")).json()["error_rate"] == 0.5
-    assert (await api.admin("GET", "/rate_limit")).json() == {"requests": 1000, "period_s": 60.0}
+    assert (await api.admin("GET", "/rate_limit")).json() == {
+        "requests": 1000,
+        "period_s": 60.0,
+        "mode": "fixed",
+    }
     after = [(await api.call("GET", "/user/accounts/")).status_code for _ in range(20)]
     assert after == first
 
