@@ -7,7 +7,7 @@
 States, worst first: `unauthorized` (the last send answered 401 and none worked since),
 `parked` (failing for ACCOUNT_PARK_AFTER_S: its messages wait in the retry topic),
 `failing` (sends fail: 5xx, timeouts, malformed answers), `throttled` (a 429 in the
-current window, or waiting for the budget now), `ok`. Nothing here costs anything per
+current window, or messages waiting for the budget now), `ok`. Nothing here costs anything per
 message: requests are counted as they are made, the rest is read when asked.
 """
 
@@ -145,11 +145,11 @@ class AccountsView:
         self._waiting = waiting  # waiting for the budget now
         self._budget = budget
 
-    def state(self, account: str) -> str:
+    def state(self, account: str, backlog: Backlog) -> str:
         state = self._state_of(account)
         if state is not None:
             return state
-        if self._book.throttled(account) or self._waiting(account):
+        if self._book.throttled(account) or (backlog.pending and self._waiting(account)):
             return "throttled"
         return "ok"
 
@@ -165,7 +165,7 @@ class AccountsView:
                 {
                     "account": account,
                     "service": self._service,
-                    "state": self.state(account),
+                    "state": self.state(account, backlog),
                     "configured": account in self._accounts,
                     "pending_messages": backlog.pending,
                     "parked_messages": backlog.parked,
@@ -177,12 +177,6 @@ class AccountsView:
                 }
             )
         return sort_worst_first(rows)
-
-    def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATES, 0)
-        for row in self.rows():
-            counts[row["state"]] += 1
-        return counts
 
 
 def sort_worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+from services.registry import SERVICES
+
 from .harness import ROOT, free_port
 
 
@@ -53,6 +55,12 @@ def test_demo_accounts_for_every_sample_event() -> None:
     assert summary["products_in_sandbox"] == 40
     assert summary["throttled"] == 0
     assert "Where to look next" in done.stdout
+    # The per-account view (m2e-sync status), gathered from the four workers: the demo's
+    # accounts, all of them healthy, one row per account and service that saw it.
+    accounts = summary["accounts"]
+    assert accounts and {r["state"] for r in accounts} == {"ok"}
+    assert {r["service"] for r in accounts} == set(SERVICES)
+    assert "Accounts (m2e-sync status; worst first)" in done.stdout
     # The progress lines' words agree with the summary's numbers.
     for topic, what in (
         ("product-upserts", "product events"),

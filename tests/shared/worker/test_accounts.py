@@ -165,3 +165,11 @@ async def test_metrics_name_only_the_accounts_that_are_not_ok() -> None:
     assert registry.get_sample_value("m2e_sync_account_state", labels) == 4
     healthy = {"service": "variant-sync", "account": ACCT, "state": "ok"}
     assert registry.get_sample_value("m2e_sync_account_state", healthy) is None
+
+
+async def test_waiting_for_the_budget_is_throttled_only_with_messages_waiting() -> None:
+    w, _, clock = setup(None)
+    w.scheduler._ready_at[ACCT] = clock.now + 5  # its budget has no token for 5 s
+    assert rows(w)[ACCT]["state"] == "ok"  # nothing waits for it
+    await w.poller.ingest({TP: [rec(0, ACCT, "H1")]})
+    assert rows(w)[ACCT]["state"] == "throttled"
