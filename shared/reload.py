@@ -52,9 +52,6 @@ class CredentialsReloader:
         s = self._settings
         return s.m2e_credentials_file is not None and s.credentials_reload_s > 0
 
-    def listen(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
     def _read(self) -> bytes:
         assert self._settings.m2e_credentials_file is not None
         path = self._settings.m2e_credentials_file
@@ -78,6 +75,7 @@ class CredentialsReloader:
             text = self._read()
             digest = hashlib.sha256(text).digest()
             if digest == self._digest:
+                self._refusal = None  # back to what is in force: a new problem is news
                 return None
             tokens = self._settings.token_map(text.decode("utf-8", errors="replace"))
         except ConfigError as exc:
@@ -107,4 +105,7 @@ class CredentialsReloader:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._settings.credentials_reload_s)
-            self.check()
+            try:
+                self.check()
+            except Exception:  # a bug here must not end the reloads for good
+                log.exception("reloading M2E_CREDENTIALS_FILE failed")

@@ -110,3 +110,19 @@ def test_reloading_is_off_without_a_file_or_at_zero(tmp_path: Path) -> None:
     volume.write({A: "token-a-one"})
     settings = load_settings(m2e_credentials_file=volume.path, credentials_reload_s=0)
     assert not CredentialsReloader(settings, settings.credentials(), Metrics("x"), "x").enabled
+
+
+def test_the_same_problem_after_a_fix_is_logged_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    volume = SecretVolume(tmp_path / "secret")
+    volume.write({A: "token-a-one"})
+    r, _, _ = reloader(tmp_path, volume)
+    with caplog.at_level(logging.ERROR, "m2e_sync.credentials"):
+        volume.write_text("[broken\n")
+        r.check()
+        volume.write({A: "token-a-one"})  # back to what is in force
+        assert r.check() is None
+        volume.write_text("[broken\n")
+        r.check()
+    assert len(caplog.records) == 2
