@@ -31,6 +31,13 @@ def reloader(
     return r, seen, metrics
 
 
+def started(tmp_path: Path) -> tuple[SecretVolume, CredentialsReloader, list[Change], Metrics]:
+    """A Secret volume holding account A's first token, and a reloader watching it."""
+    volume = SecretVolume(tmp_path / "secret")
+    volume.write({A: "token-a-one"})
+    return (volume, *reloader(tmp_path, volume))
+
+
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
     value = metrics.registry.get_sample_value(name, {"service": "variant-sync", **labels})
     return 0.0 if value is None else value
@@ -56,9 +63,7 @@ def test_a_swap_of_the_volume_rotates_adds_and_removes(tmp_path: Path) -> None:
 def test_a_bad_file_keeps_the_last_good_credentials_and_says_why_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    volume = SecretVolume(tmp_path / "secret")
-    volume.write({A: "token-a-one"})
-    r, seen, metrics = reloader(tmp_path, volume)
+    volume, r, seen, metrics = started(tmp_path)
     volume.write_text(f"{A}: token-a-two\n  broken: [\n")
     with caplog.at_level(logging.ERROR, "m2e_sync.credentials"):
         assert r.check() is None
@@ -74,9 +79,7 @@ def test_a_bad_file_keeps_the_last_good_credentials_and_says_why_once(
 
 
 def test_a_file_gone_keeps_the_last_good_credentials(tmp_path: Path) -> None:
-    volume = SecretVolume(tmp_path / "secret")
-    volume.write({A: "token-a-one"})
-    r, _, metrics = reloader(tmp_path, volume)
+    volume, r, _, metrics = started(tmp_path)
     volume.path.unlink()
     assert r.check() is None
     assert r._credentials.lookup(A)[0] == "token-a-one"
@@ -86,9 +89,7 @@ def test_a_file_gone_keeps_the_last_good_credentials(tmp_path: Path) -> None:
 def test_a_new_token_is_masked_in_the_logs_once_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    volume = SecretVolume(tmp_path / "secret")
-    volume.write({A: "token-a-one"})
-    r, _, _ = reloader(tmp_path, volume)
+    volume, r, _, _ = started(tmp_path)
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     setup_logging("INFO", r._settings.secrets())
@@ -115,9 +116,7 @@ def test_reloading_is_off_without_a_file_or_at_zero(tmp_path: Path) -> None:
 def test_the_same_problem_after_a_fix_is_logged_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    volume = SecretVolume(tmp_path / "secret")
-    volume.write({A: "token-a-one"})
-    r, _, _ = reloader(tmp_path, volume)
+    volume, r, _, _ = started(tmp_path)
     with caplog.at_level(logging.ERROR, "m2e_sync.credentials"):
         volume.write_text("[broken\n")
         r.check()
