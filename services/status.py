@@ -42,7 +42,7 @@ COLUMNS = (
 
 
 class StatusError(Exception):
-    pass
+    """The command cannot run as asked (the CLI prints it, exit code 1)."""
 
 
 def demo_urls() -> list[str]:

@@ -42,11 +42,15 @@ def check_account(accounts: Container[str], account: str, key: str | None) -> No
         )
 
 
-def check_key(message_key: str | None, expected: str, what: str, account: str) -> None:
-    """The message key must be the entity's key or its account token, or per-key ordering
-    breaks. Keyed by account, all of an account's events share one partition (so every
-    event of an entity still does): fuller batches for merchants that trickle."""
-    if message_key is not None and message_key not in (expected, account):
+def check_key(
+    message_key: str | None, expected: str, what: str, account: str, *, by_account: bool = True
+) -> None:
+    """The message key must be the entity's key or (`by_account`) its account token, or
+    per-key ordering breaks. Keyed by account, all of an account's events share one
+    partition (so every event of an entity still does): fuller batches for merchants that
+    trickle."""
+    allowed = (expected, account) if by_account else (expected,)
+    if message_key is not None and message_key not in allowed:
         raise InvalidMessage(
             f"message key {message_key!r} is not {what} {expected!r}",
             "KeyMismatch",

@@ -143,7 +143,9 @@ class OrderPoller(Service):
         account = str(tick.account_token)
         poll_key = f"{tick.channel}:{account}"
         check_account(self._accounts, account, poll_key)
-        check_key(raw_key, poll_key, "channel:account_token", account)
+        # Strictly the poll key: the transactional producer owning a tick partition is what
+        # keeps a poll exactly-once, so one poll must never arrive on two partitions.
+        check_key(raw_key, poll_key, "channel:account_token", account, by_account=False)
         since = _iso(tick.since) if tick.since is not None else None
         return Decoded(
             account, OPERATION, poll_key, {"channel": tick.channel, "since": since}, tick.event_id

@@ -87,10 +87,6 @@ class AccountBook:
         last = self.record(account).last_throttled
         return last is not None and self._clock() - last < self.window_s
 
-    def forget(self, accounts: Iterable[str]) -> None:
-        for account in accounts:
-            self._records.pop(account, None)
-
 
 @dataclass(frozen=True, slots=True)
 class Backlog:

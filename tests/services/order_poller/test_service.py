@@ -48,6 +48,8 @@ def test_tick_decodes_to_a_poll_of_channel_and_account() -> None:
             "unknown account",
         ),
         ({"account_token": ACCT, "channel": "ebay"}, b"amazon:x", "not channel:account_token"),
+        # Not the account alone, though other topics allow it: a poll lives in one partition.
+        ({"account_token": ACCT, "channel": "ebay"}, ACCT.encode(), "not channel:account_token"),
     ],
 )
 def test_bad_ticks_name_the_problem(value: Any, key: bytes | None, reason: str) -> None:
