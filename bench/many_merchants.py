@@ -38,7 +38,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import BOOTSTRAP, REDIS_URL, make_topic, produce, verdict
+from common import BOOTSTRAP, REDIS_URL, make_topic, percentile, produce, verdict
+from memory import rss_mb
 
 from m2e_sandbox.catalog import Catalog
 from m2e_sandbox.config import RateLimitConfig, SandboxConfig
@@ -47,11 +48,6 @@ from tests.integration.harness import SandboxServer, WorkerProcess, wait_ready
 LINGER_MS = 200
 HOT_SKUS = 50_000
 SKUS_PER_ACCOUNT = 20
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else 0.0
 
 
 def account_of(i: int) -> str:
@@ -89,12 +85,7 @@ def proc_stats(pid: int) -> tuple[float, float]:
     """(CPU seconds, RSS MB) of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / 100  # utime + stime, clock ticks
-    rss = next(
-        int(line.split()[1]) / 1024
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("VmRSS:")
-    )
-    return cpu, rss
+    return cpu, rss_mb(pid)
 
 
 async def run(
@@ -188,6 +179,7 @@ async def run(
         started = time.monotonic()
         tick, sent, n = 0.1, 0, 0
         hot_published = False
+        hot_sent = 0  # a whole number of rounds over the hot SKUs
         rng = random.Random(7)
         while (elapsed := time.monotonic() - started) < seconds:
             if not hot_published and elapsed >= hot_at:
@@ -202,7 +194,7 @@ async def run(
                     for s in hot_skus
                 ]
                 backlog_task = asyncio.create_task(produce(topic, backlog))
-                hot_published = True
+                hot_published, hot_sent = True, len(backlog)
             due = int(accounts * rate * elapsed) - sent
             batch = []
             for _ in range(max(0, due)):
@@ -254,7 +246,7 @@ async def run(
             u.config.name for u in sandbox.sandbox.users.values() if hot_account in u.account_tokens
         )
         items_per_request = [e["items"] for e in log if e["user"] == hot_user and e.get("items")]
-        consumed = sent + (hot if hot_published else 0)
+        consumed = sent + hot_sent
         return {
             "accounts": accounts,
             "tokens": tokens,
@@ -266,7 +258,7 @@ async def run(
             "p99_before_s": round(percentile(latency["before"], 99), 3),
             "p50_during_s": round(percentile(latency["during"], 50), 3),
             "p99_during_s": round(percentile(latency["during"], 99), 3),
-            "hot_messages": hot if hot_published else 0,
+            "hot_messages": hot_sent,
             "hot_requests": len(items_per_request),
             "hot_items_per_request": round(
                 sum(items_per_request) / max(1, len(items_per_request)), 1

@@ -28,16 +28,11 @@ from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import BOOTSTRAP, credentials, make_topic, verdict
+from common import BOOTSTRAP, credentials, make_topic, percentile, verdict
 
 from services.variant_sync import VariantSync
 from shared.bootstrap import build_parts
 from shared.config import load_settings
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else 0.0
 
 
 async def paced_run(
