@@ -45,13 +45,35 @@ class HandClock:
         return self.now
 
 
+def rec(
+    offset: int,
+    account: str,
+    sku: str,
+    price: float,
+    tp: TopicPartition = TP,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> ConsumerRecord[bytes, bytes]:
+    """A variant update of `account` as the consumer hands it over."""
+    value = json.dumps({"account_token": account, "sku": sku, "price": price}).encode()
+    return ConsumerRecord(
+        tp.topic,
+        tp.partition,
+        offset,
+        0,
+        0,
+        sku.encode(),
+        value,
+        None,
+        len(sku),
+        len(value),
+        headers or [],
+    )
+
+
 def record(
     offset: int, sku: str, price: float, tp: TopicPartition = TP
 ) -> ConsumerRecord[bytes, bytes]:
-    value = json.dumps({"account_token": ACCT, "sku": sku, "price": price}).encode()
-    return ConsumerRecord(
-        tp.topic, tp.partition, offset, 0, 0, sku.encode(), value, None, len(sku), len(value), []
-    )
+    return rec(offset, ACCT, sku, price, tp)
 
 
 def worker(

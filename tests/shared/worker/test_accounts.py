@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import httpx
-from aiokafka import ConsumerRecord
 
 from services.variant_sync import VariantSync
 from shared.m2e.client import CallStats, Credentials, M2EClient, TransientFailure, Unauthorized
@@ -16,7 +15,7 @@ from shared.m2e.credentials import Change
 from shared.service import OK, ItemOutcome
 from shared.worker.accounts import SEVERITY, AccountBook
 
-from .helpers import ACCT, TP, HandClock, NullPublisher, worker
+from .helpers import ACCT, TP, HandClock, NullPublisher, rec, worker
 
 BLOCKED = "6f1c2d3e-0009-4a5b-8c9d-000000000009"
 
@@ -36,11 +35,6 @@ class Blocking(VariantSync):
             raise self.failure
         self.sent.append(account_token)
         return [OK] * len(payloads)
-
-
-def rec(offset: int, account: str, sku: str) -> ConsumerRecord[bytes, bytes]:
-    value = json.dumps({"account_token": account, "sku": sku, "price": 1.0}).encode()
-    return ConsumerRecord(TP.topic, 0, offset, 0, 0, sku.encode(), value, None, 1, len(value), [])
 
 
 async def step(w: Any, now: float) -> None:
@@ -69,7 +63,9 @@ def rows(w: Any) -> dict[str, dict[str, Any]]:
 
 async def test_a_401_account_is_unauthorized_with_its_backlog_and_the_others_ok() -> None:
     w, _, clock = setup(Unauthorized(BLOCKED), auth_backoff_s=60, account_park_after_s=600)
-    await w.poller.ingest({TP: [rec(0, BLOCKED, "X1"), rec(1, BLOCKED, "X2"), rec(2, ACCT, "H1")]})
+    await w.poller.ingest(
+        {TP: [rec(0, BLOCKED, "X1", 1.0), rec(1, BLOCKED, "X2", 1.0), rec(2, ACCT, "H1", 1.0)]}
+    )
     await step(w, clock())
     clock.now += 12
     view = rows(w)
@@ -81,7 +77,7 @@ async def test_a_401_account_is_unauthorized_with_its_backlog_and_the_others_ok(
 
 async def test_a_failing_account_turns_parked_and_its_parked_messages_are_counted() -> None:
     w, _, clock = setup(TransientFailure("HTTP 503", 5), account_park_after_s=10)
-    await w.poller.ingest({TP: [rec(0, BLOCKED, "X1"), rec(1, BLOCKED, "X2")]})
+    await w.poller.ingest({TP: [rec(0, BLOCKED, "X1", 1.0), rec(1, BLOCKED, "X2", 1.0)]})
     await step(w, clock())
     assert rows(w)[BLOCKED]["state"] == "failing"
     clock.now += 11
@@ -113,7 +109,7 @@ async def test_requests_say_throttled_last_success_last_error_and_budget() -> No
 
 async def test_a_new_token_retries_a_401_paused_account_at_once() -> None:
     w, service, clock = setup(Unauthorized(BLOCKED), auth_backoff_s=600, account_park_after_s=900)
-    await w.poller.ingest({TP: [rec(0, BLOCKED, "X1")]})
+    await w.poller.ingest({TP: [rec(0, BLOCKED, "X1", 1.0)]})
     await step(w, clock())
     clock.now += 1
     await step(w, clock())
@@ -138,7 +134,7 @@ async def test_a_removed_accounts_pending_messages_go_to_the_dlq_as_unknown_acco
     w.client._http = httpx.AsyncClient(
         base_url="http://x", transport=httpx.MockTransport(lambda r: httpx.Response(200, json={}))
     )
-    await w.poller.ingest({TP: [rec(0, ACCT, "H1")]})
+    await w.poller.ingest({TP: [rec(0, ACCT, "H1", 1.0)]})
     credentials.replace({})  # the file no longer names it
     await step(w, w.clock())
     [result] = [json.loads(r.value) for r in publisher.published if r.topic.endswith(".results")]
@@ -146,14 +142,14 @@ async def test_a_removed_accounts_pending_messages_go_to_the_dlq_as_unknown_acco
     [dead] = [r for r in publisher.published if r.topic.endswith(".dlq")]
     assert dict(dead.headers)["error.class"] == b"UnknownAccount"
     assert w.partitions.trackers[TP].committable() == 1
-    await w.poller.ingest({TP: [rec(1, ACCT, "H2")]})  # a new one is refused at decode
+    await w.poller.ingest({TP: [rec(1, ACCT, "H2", 1.0)]})  # a new one is refused at decode
     assert w.partitions.trackers[TP].committable() == 2
 
 
 async def test_metrics_name_only_the_accounts_that_are_not_ok() -> None:
     w, _, clock = setup(Unauthorized(BLOCKED), account_park_after_s=600)
     w.metrics.watch_accounts(w.accounts.rows, SEVERITY)
-    await w.poller.ingest({TP: [rec(0, BLOCKED, "X1"), rec(1, ACCT, "H1")]})
+    await w.poller.ingest({TP: [rec(0, BLOCKED, "X1", 1.0), rec(1, ACCT, "H1", 1.0)]})
     await step(w, clock())
     registry = w.metrics.registry
     by_state = {
@@ -171,5 +167,5 @@ async def test_waiting_for_the_budget_is_throttled_only_with_messages_waiting() 
     w, _, clock = setup(None)
     w.scheduler._ready_at[ACCT] = clock.now + 5  # its budget has no token for 5 s
     assert rows(w)[ACCT]["state"] == "ok"  # nothing waits for it
-    await w.poller.ingest({TP: [rec(0, ACCT, "H1")]})
+    await w.poller.ingest({TP: [rec(0, ACCT, "H1", 1.0)]})
     assert rows(w)[ACCT]["state"] == "throttled"

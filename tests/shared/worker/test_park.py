@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 
 from services.variant_sync import VariantSync
 from shared.coalescer import last_write_wins
@@ -18,7 +18,7 @@ from shared.m2e.client import M2EClient, Unauthorized
 from shared.service import OK, ItemOutcome
 from shared.worker.park import ACCOUNT, NOT_BEFORE, ORIGIN, retry_info
 
-from .helpers import ACCT, TP, HandClock, NullPublisher, worker
+from .helpers import ACCT, TP, HandClock, NullPublisher, rec, worker
 
 BLOCKED = "6f1c2d3e-0009-4a5b-8c9d-000000000009"
 RETRY_TP = TopicPartition("variant-updates.retry", 0)
@@ -42,30 +42,6 @@ class Revocable(VariantSync):
 class WallClock(HandClock):
     def __init__(self) -> None:
         self.now = 1_800_000_000.0
-
-
-def rec(
-    offset: int,
-    account: str,
-    sku: str,
-    price: float,
-    tp: TopicPartition = TP,
-    headers: list[tuple[str, bytes]] | None = None,
-) -> ConsumerRecord[bytes, bytes]:
-    value = json.dumps({"account_token": account, "sku": sku, "price": price}).encode()
-    return ConsumerRecord(
-        tp.topic,
-        tp.partition,
-        offset,
-        0,
-        0,
-        sku.encode(),
-        value,
-        None,
-        1,
-        len(value),
-        headers or [],
-    )
 
 
 def setup(**settings: Any) -> tuple[Any, Revocable, HandClock, WallClock]:
