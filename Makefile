@@ -45,11 +45,14 @@ test: lint tools
 	  $(BIN)/m2e-sync stack down; exit $$status
 
 # The benchmark suite against the real stack: rewrites bench/RESULTS.md and its pictures,
-# and bench/MERCHANTS.md (1,000 accounts, bench/many_merchants.py).
+# bench/MERCHANTS.md (1,000 accounts, bench/many_merchants.py), bench/WINDOWS.md (the
+# budget at the server's window, bench/windows.py) and bench/PEER.md (Benthos side by side).
 bench: venv
 	@$(BIN)/m2e-sync stack up || { $(BIN)/m2e-sync stack down; exit 1; }
 	@status=0; $(BIN)/python bench/suite.py || status=$$?; \
 	$(BIN)/python bench/many_merchants.py --write bench/MERCHANTS.md || status=$$?; \
+	$(BIN)/python bench/windows.py --write bench/WINDOWS.md || status=$$?; \
+	$(BIN)/python bench/peer.py --write bench/PEER.md || status=$$?; \
 	$(BIN)/m2e-sync stack down; exit $$status
 
 # Crashes, broker and Redis restarts and API faults during a 100,000-event run; exits 1 if

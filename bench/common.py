@@ -203,3 +203,41 @@ def credentials(tmp: Path, accounts: list[str]) -> Path:
     path = tmp / "creds.yaml"
     path.write_text("".join(f"{a}: token-{i % 2}\n" for i, a in enumerate(accounts)))
     return path
+
+
+def worker_env(topic: str, sandbox_url: str, creds: Path, **settings: object) -> dict[str, str]:
+    """The environment of an `m2e-sync run` process against the stack and a sandbox, with a
+    group and rate-limit keys of its own run; `settings` (NAME=value) add or override."""
+    run = uuid.uuid4().hex[:6]
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+        "KAFKA_INPUT_TOPIC": topic,
+        "KAFKA_GROUP_ID": f"bench-{run}",
+        "M2E_BASE_URL": sandbox_url,
+        "M2E_CREDENTIALS_FILE": str(creds),
+        "REDIS_URL": REDIS_URL,
+        "RATE_LIMIT_REDIS_PREFIX": f"bench-rl-{run}",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.update({name: str(value) for name, value in settings.items()})
+    return env
+
+
+async def stop_workers(procs: list[Any]) -> None:
+    """SIGTERM every worker process, then wait for each to drain and exit."""
+    for p in procs:
+        p.signal(15)
+    for p in procs:
+        await p.wait(60)
+
+
+def meter_from_now(sandbox: Any, requests: int, period_s: float, mode: str = "fixed") -> None:
+    """Start the sandbox's budget now, with a clean request log: whatever seeded it before
+    went through the API unmetered and is not counted."""
+    from m2e_sandbox.config import RateLimitConfig
+
+    sandbox.sandbox.limiter.configure(
+        RateLimitConfig(requests=requests, period_s=period_s, mode=mode)
+    )
+    sandbox.sandbox.limiter.reset()
+    sandbox.sandbox.stats.log.clear()

@@ -28,9 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import BOOTSTRAP, REDIS_URL, produce, verdict
+from common import BOOTSTRAP, meter_from_now, produce, stop_workers, verdict, worker_env
 
-from m2e_sandbox.config import RateLimitConfig
 from services.invoice_upload.samples import invoice_pdf
 from tests.integration.harness import (
     ACCT_A,
@@ -70,9 +69,10 @@ async def workload(sandbox: SandboxServer, topics: dict[str, str], requests: int
             for i, sku in enumerate(variants)
         ),
     )
+    run_id = uuid.uuid4().hex[:6]
     products = []
     for i in range(requests * 250):
-        sku = f"SBP-{i:06d}"
+        sku = f"SBP-{run_id}-{i:06d}"  # new per run: the catalog view in Redis remembers SKUs
         body = {
             "sku": sku,
             "status": 1,
@@ -84,7 +84,6 @@ async def workload(sandbox: SandboxServer, topics: dict[str, str], requests: int
         products.append((sku.encode(), js({"account_token": accounts[i % 2], "product": body})))
     await produce(topics["product-upserts"], products)
     orders = [o["order_id"] for o in sandbox.sandbox.orders.orders(ACCT_A)]
-    run_id = uuid.uuid4().hex[:6]
     invoices = []
     for i in range(requests):
         order = orders[i % len(orders)]
@@ -127,7 +126,11 @@ async def keep_ticking(topic: str, stop: asyncio.Event) -> None:
 
 
 async def run(
-    seconds: float = 60.0, limit: int = 200, period: float = 20.0, replicas: int = 3
+    seconds: float = 60.0,
+    limit: int = 200,
+    period: float = 20.0,
+    replicas: int = 3,
+    mode: str = "fixed",
 ) -> dict[str, Any]:
     # What the budget carries over the whole run, with a margin; split over four topics.
     requests = int((3 * period + seconds) * limit / period / 3) + 20
@@ -142,9 +145,7 @@ async def run(
         topics["order-poll-ticks"] = ticks
         await workload(sandbox, topics, requests)
         # The budget starts now: the seeding above went through the API unmetered.
-        sandbox.sandbox.limiter.configure(RateLimitConfig(requests=limit, period_s=period))
-        sandbox.sandbox.limiter.reset()
-        sandbox.sandbox.stats.log.clear()
+        meter_from_now(sandbox, limit, period, mode)
         tmp = Path(tempfile.mkdtemp(prefix="m2e-bench-"))
         creds = tmp / "credentials.yaml"
         creds.write_text(f"{ACCT_A}: {TOKEN_A}\n{ACCT_A2}: {TOKEN_A}\n")
@@ -152,22 +153,19 @@ async def run(
         for service, base in SERVICES.items():
             group = f"bench-{service}-{uuid.uuid4().hex[:6]}"
             for r in range(replicas):
-                env = {
-                    "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
-                    "KAFKA_INPUT_TOPIC": topics[base],
-                    "KAFKA_GROUP_ID": group,
-                    "M2E_BASE_URL": sandbox.base_url,
-                    "M2E_CREDENTIALS_FILE": str(creds),
-                    "REDIS_URL": REDIS_URL,
-                    "RATE_LIMIT_REDIS_PREFIX": prefix,
-                    "RATE_LIMIT_REQUESTS": str(limit),
-                    "RATE_LIMIT_PERIOD_S": str(period),
-                    "EXPECTED_REPLICAS": str(replicas * len(SERVICES)),
-                    "ORDERS_TOPIC": orders_topic,
-                    "ORDER_CURSOR_TOPIC": cursors,
-                    "ORDER_TRANSACTIONAL_ID": f"{prefix}.order-poller",
-                    "LOG_LEVEL": "WARNING",
-                }
+                env = worker_env(
+                    topics[base],
+                    sandbox.base_url,
+                    creds,
+                    KAFKA_GROUP_ID=group,
+                    RATE_LIMIT_REDIS_PREFIX=prefix,
+                    RATE_LIMIT_REQUESTS=limit,
+                    RATE_LIMIT_PERIOD_S=period,
+                    EXPECTED_REPLICAS=replicas * len(SERVICES),
+                    ORDERS_TOPIC=orders_topic,
+                    ORDER_CURSOR_TOPIC=cursors,
+                    ORDER_TRANSACTIONAL_ID=f"{prefix}.order-poller",
+                )
                 procs.append(WorkerProcess(service, env, tmp, f"{service}-{r}"))
         await wait_ready(*procs, timeout_s=120)
         warmup = 2 * period
@@ -192,6 +190,7 @@ async def run(
         return {
             "limit": limit,
             "period_s": period,
+            "mode": mode,
             "replicas": replicas * len(SERVICES),
             "seconds": seconds,
             "fullest_window": fullest,
@@ -206,10 +205,7 @@ async def run(
             "crashed": [p.log_path.name for p in procs if p.proc.poll() is not None],
         }
     finally:
-        for p in procs:
-            p.signal(15)
-        for p in procs:
-            await p.wait(60)
+        await stop_workers(procs)
         await sandbox.close()
 
 
@@ -219,7 +215,8 @@ def met(r: dict[str, Any]) -> bool:
 
 def report(r: dict[str, Any]) -> None:
     print(
-        f"shared budget  {r['replicas']} processes, {r['limit']} req / {r['period_s']:g} s: "
+        f"shared budget  {r['replicas']} processes, {r['limit']} req / {r['period_s']:g} s "
+        f"({r.get('mode', 'fixed')} windows): "
         f"{r['served']}/{r['allowed']} in {r['seconds']:g} s = {r['use']:.1%} of the limit, "
         f"{r['throttled']} × 429  (target ≥ 98 %, 0 × 429: "
         f"{verdict(met(r))})"
@@ -236,5 +233,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--period", type=float, default=20.0)
+    parser.add_argument("--mode", choices=["fixed", "sliding"], default="fixed")
     args = parser.parse_args()
-    report(asyncio.run(run(args.seconds, args.limit, args.period)))
+    report(asyncio.run(run(args.seconds, args.limit, args.period, mode=args.mode)))

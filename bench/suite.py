@@ -149,7 +149,7 @@ def write(r: dict[str, Any], out: Path, command: str, quick: bool) -> Path:
         "",
         f"Machine: {machine()}",
         "",
-        "Each benchmark is also a script of its own under `bench/` (the command is given); the stack must be up (`m2e-sync stack up`). Fault injection (`make chaos`) writes its figures to [CHAOS.md](CHAOS.md); many merchants on one deployment (`bench/many_merchants.py`, also in `make bench`) to [MERCHANTS.md](MERCHANTS.md).",
+        "Each benchmark is also a script of its own under `bench/` (the command is given); the stack must be up (`m2e-sync stack up`). Fault injection (`make chaos`) writes its figures to [CHAOS.md](CHAOS.md); many merchants on one deployment (`bench/many_merchants.py`, also in `make bench`) to [MERCHANTS.md](MERCHANTS.md); the budget at the server's window (`bench/windows.py`) to [WINDOWS.md](WINDOWS.md); Benthos side by side (`bench/peer.py`) to [PEER.md](PEER.md).",
         "",
         "| # | what | target | measured | |",
         "|---|---|---|---|---|",

@@ -33,6 +33,7 @@ class ServiceSpec:
     samples: Callable[[int, str], list[Event]]  # N realistic events for an account
     invalid_samples: int = 0  # of the demo's samples, how many are refused on purpose
     outputs: tuple[TopicSpec, ...] = ()  # topics it writes besides results and DLQ
+    budget_priority: int = 4  # its claim on a token's budget shared with others (1: highest)
 
     @classmethod
     def of(
@@ -58,4 +59,5 @@ class ServiceSpec:
             samples=samples.samples,
             invalid_samples=samples.INVALID,
             outputs=outputs,
+            budget_priority=service.budget_priority,
         )

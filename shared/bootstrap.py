@@ -25,16 +25,10 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry, make_asgi_app
 
+from shared.budget import build_limiter, redis_client
 from shared.catalog import CatalogView, MemoryView, RedisView
 from shared.config import WorkerSettings
-from shared.limiter import (
-    FailoverLimiter,
-    Limiter,
-    LocalLimiter,
-    RatePolicy,
-    RedisLimiter,
-    UnlimitedLimiter,
-)
+from shared.limiter import Limiter
 from shared.logs import setup_logging
 from shared.m2e.client import CallStats, Credentials, M2EClient, RetryPolicy
 from shared.metrics import Metrics
@@ -48,47 +42,12 @@ from shared.worker.accounts import SEVERITY, AccountBook
 log = logging.getLogger("m2e_sync.bootstrap")
 
 
-def redis_client(settings: WorkerSettings, timeout_s: float) -> Any:
-    """A client of `REDIS_URL` (None without one). A Redis that stops answering fails a call
-    within `timeout_s`, never the worker."""
-    if settings.redis_url is None:
-        return None
-    from redis.asyncio import Redis
-
-    return Redis.from_url(
-        settings.redis_url,
-        password=settings.redis_password.get_secret_value() if settings.redis_password else None,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-    )
-
-
 def catalog_view(settings: WorkerSettings) -> CatalogView:
     """The shared view of the catalog (shared.catalog): in Redis when there is one."""
     redis = redis_client(settings, timeout_s=2.0)
     if redis is None:
         return MemoryView()
     return RedisView(redis, settings.catalog_view_ttl_s)
-
-
-def build_limiter(settings: WorkerSettings, metrics: Metrics) -> Limiter:
-    if not settings.rate_limit_enabled:
-        return UnlimitedLimiter()
-    policy = RatePolicy(
-        settings.rate_limit_requests,
-        settings.rate_limit_period_s,
-        settings.rate_limit_safety,
-        jitter_s=settings.rate_limit_jitter_ms / 1000,
-    )
-    redis = redis_client(settings, timeout_s=1.0)
-    if redis is None:
-        return LocalLimiter(policy)
-    degraded = metrics.limiter_degraded.labels(metrics.service)
-    return FailoverLimiter(
-        RedisLimiter(redis, policy, prefix=settings.rate_limit_redis_prefix),
-        LocalLimiter(policy, share=1 / settings.expected_replicas),
-        on_change=lambda is_degraded: degraded.set(int(is_degraded)),
-    )
 
 
 def build_client(
@@ -162,8 +121,8 @@ def build_parts(
     credentials = settings.credentials()
     metrics = Metrics(service.name, registry, settings.metrics_per_account)
     service.use_metrics(metrics)
-    limiter = build_limiter(settings, metrics)
-    book = AccountBook(settings.rate_limit_period_s)
+    limiter = build_limiter(settings, metrics, service.budget_priority)
+    book = AccountBook(settings.budget_period_s)
     client = build_client(settings, credentials, limiter, metrics, transport, book)
     publisher = Publisher.create(
         settings.kafka_bootstrap_servers,

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.coalescer import MAX_BATCH_ITEMS
+from shared.limiter import CONSERVATIVE_PERIOD_S
 from shared.m2e.client import PRODUCTION_BASE_URL, Credentials
 
 
@@ -116,8 +117,13 @@ class WorkerSettings(BaseSettings):
     redis_password_file: Path | None = None
     rate_limit_enabled: bool = True
     rate_limit_requests: Annotated[int, Field(ge=1)] = 100
-    rate_limit_period_s: Annotated[float, Field(gt=0)] = 60.0
+    # None: learned from the server's window resets (even spacing assumes 60 s until then).
+    rate_limit_period_s: Annotated[float | None, Field(gt=0)] = None
     rate_limit_safety: Annotated[float, Field(ge=0, le=1)] = 0.0
+    # This service's claim on a token's budget shared with others (1: highest); None: the
+    # service's own default (variant-sync 1, order-poller 2, invoice-upload 3, product-sync 4).
+    rate_limit_priority: Annotated[int | None, Field(ge=1, le=9)] = None
+    rate_limit_min_share: Annotated[float, Field(ge=0, le=0.5)] = 0.1
     rate_limit_jitter_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
     rate_limit_redis_prefix: str = "m2e-sync:rl"  # Redis key prefix of the shared buckets
     # How long the shared view of the catalog (shared.catalog) remembers a SKU in Redis.
@@ -205,6 +211,12 @@ class WorkerSettings(BaseSettings):
 
     def group_id(self, service: str) -> str:
         return self.kafka_group_id or f"m2e-sync.{service}"
+
+    @property
+    def budget_period_s(self) -> float:
+        """The period the budget is counted over: the configured one, or the one even
+        spacing assumes while the server's is being learned."""
+        return self.rate_limit_period_s or CONSERVATIVE_PERIOD_S
 
     def kafka_security(self) -> dict[str, Any]:
         """aiokafka keyword arguments for the configured security protocol."""

@@ -1,10 +1,12 @@
 """One rate budget per M2E access token, shared by every service and replica.
 
-    limiter = build_limiter(settings, metrics)
+    limiter = build_limiter(settings, metrics)   # shared.budget
     bucket = bucket_id(access_token)          # the M2E client names the bucket
-    await limiter.acquire(bucket)             # wait for a token of that bucket
+    await limiter.acquire(bucket, ticket)     # wait for a token of that bucket
     await limiter.ready_in(bucket)            # seconds until one is free (0.0: now)
-    await limiter.feedback(bucket, RateFeedback(...))   # what the server said
+    await limiter.feedback(bucket, RateFeedback(...), ticket)   # what the server said
+
+A ticket names one request, so its answer clears it from what is in flight.
 
 A bucket is an access token's budget, named by a hash of the token (`bucket_id`: the
 token never leaves memory). The M2E client is its one user: it resolves an account token
@@ -12,15 +14,16 @@ to its access token once, and both asks when a request may go and takes the toke
 it. Implementations:
 
 - `LocalLimiter`: in-process, one `aiolimiter.AsyncLimiter` per bucket, evenly spaced.
-- `RedisLimiter`: GCRA in a Lua script reading `redis.call("TIME")`, so pod clocks do
-  not matter; pauses and a lower server limit are stored in Redis, so every replica obeys
-  what one of them was told.
+- `RedisLimiter` (shared.redis_limiter): the server's window as its headers state it,
+  shared in Redis by every replica and service: what remains of a window is spent at
+  once; when the window is unknown, GCRA in Lua (reading `redis.call("TIME")`, so pod
+  clocks do not matter).
 - `FailoverLimiter`: Redis while it answers; otherwise a `LocalLimiter` at
   rate ÷ expected replicas (degraded), with a metric and a log line, back to Redis when
   it answers again.
 
-Requests are spaced evenly at (period + jitter) / limit × (1 + safety). Evenly, because a
-burst could overrun the server's fixed window; the jitter term because requests spaced
+Without a known window, requests are spaced evenly at (period + jitter) / limit ×
+(1 + safety). Evenly, because a burst could overrun the server's window; the jitter term because requests spaced
 exactly period / limit apart can still arrive N + 1 to a window when their network delays
 differ by up to `jitter`. The margin that guards against that is a time, not a share of
 the period: 100 ms costs 0.17 % of a 60 s budget.
@@ -51,6 +54,8 @@ class RateFeedback:
     remaining: int | None = None
     retry_at: float | None = None  # epoch seconds
     throttled: bool = False
+    answered: bool = True  # False: the request failed before any answer (no headers)
+    sent: bool = True  # False: granted but never sent (its slot is given back)
 
     @property
     def pause_until(self) -> float | None:
@@ -59,18 +64,30 @@ class RateFeedback:
         return None
 
 
+UNSENT = RateFeedback(sent=False)  # granted, never sent: the slot is given back
+LOST = RateFeedback(answered=False)  # sent, no answer: the server may have counted it
+
+CONSERVATIVE_PERIOD_S = 60.0  # the period assumed until an unconfigured one is learned
+
+
 @dataclass(frozen=True, slots=True)
 class RatePolicy:
-    requests: int  # per period, per access token
-    period_s: float
+    requests: int  # per period, per access token (an upper bound on the server's limit)
+    period_s: float | None  # None: learned from the server's window resets
     safety: float = 0.0  # space requests this much wider still (a share of the interval)
     max_pause_s: float = 300.0  # cap on a server-requested pause (clock skew guard)
     jitter_s: float = 0.1  # the spread of request delays one window must absorb
+    priority: int = 1  # this process's claim on a shared token: 1 is the highest
+    min_share: float = 0.1  # of the budget, kept for each priority however busy higher ones are
+
+    @property
+    def assumed_period_s(self) -> float:
+        return CONSERVATIVE_PERIOD_S if self.period_s is None else self.period_s
 
     @property
     def spaced_period_s(self) -> float:
         """The period requests are spread over: the server's, widened by the jitter."""
-        return self.period_s + self.jitter_s
+        return self.assumed_period_s + self.jitter_s
 
     def interval(self, limit: int | None = None) -> float:
         effective = self.requests if limit is None else min(self.requests, limit)
@@ -78,13 +95,13 @@ class RatePolicy:
 
 
 class Limiter(Protocol):
-    async def acquire(self, bucket: str) -> float:
+    async def acquire(self, bucket: str, ticket: str = "") -> float:
         """Wait until a request may be sent on the bucket; return the seconds waited."""
         ...
 
     async def ready_in(self, bucket: str) -> float: ...
 
-    async def feedback(self, bucket: str, feedback: RateFeedback) -> None: ...
+    async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None: ...
 
     async def close(self) -> None: ...
 
@@ -101,13 +118,13 @@ def bucket_id(access_token: str, key: bytes = PUBLIC_BUCKET_KEY) -> str:
 class UnlimitedLimiter:
     """No limit at all: for benchmarks of the pipeline itself (RATE_LIMIT_ENABLED=false)."""
 
-    async def acquire(self, bucket: str) -> float:
+    async def acquire(self, bucket: str, ticket: str = "") -> float:
         return 0.0
 
     async def ready_in(self, bucket: str) -> float:
         return 0.0
 
-    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
+    async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
         return None
 
     async def close(self) -> None:
@@ -133,7 +150,7 @@ class LocalLimiter:
             limiter = self._limiters[bucket] = AsyncLimiter(1, interval)
         return limiter
 
-    async def acquire(self, bucket: str) -> float:
+    async def acquire(self, bucket: str, ticket: str = "") -> float:
         started = self._clock()
         while True:  # a pause may be extended while we sleep
             pause = self._paused_until.get(bucket, 0.0) - self._clock()
@@ -159,7 +176,7 @@ class LocalLimiter:
         left = granted + limiter.time_period - asyncio.get_running_loop().time()
         return min(limiter.time_period, max(left, 0.001))
 
-    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
+    async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
         until = feedback.pause_until
         if until is not None:
             until = min(until, self._clock() + self._policy.max_pause_s)
@@ -174,109 +191,6 @@ class LocalLimiter:
         return None
 
 
-# GCRA: the bucket's "theoretical arrival time" (TAT) in microseconds of Redis time.
-# KEYS: tat, pause, server limit. ARGV: period_us + jitter_us, configured limit, safety,
-# take (1/0).
-# Returns {allowed (1/0), wait_us}.
-GCRA_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
-if pause > now then return {0, pause - now} end
-local limit = tonumber(ARGV[2])
-local server_limit = tonumber(redis.call('GET', KEYS[3]) or '0')
-if server_limit > 0 and server_limit < limit then limit = server_limit end
-local interval = math.floor(tonumber(ARGV[1]) / limit * (1 + tonumber(ARGV[3])))
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-if tat > now then return {0, tat - now} end
-if ARGV[4] == '1' then
-  redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor(interval / 1000) + 60000)
-end
-return {1, 0}
-"""
-
-# KEYS: pause, server limit. ARGV: pause_until_us (0: none), server limit (0: none),
-# max pause us, period_us.
-FEEDBACK_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local until_us = tonumber(ARGV[1])
-if until_us > 0 then
-  if until_us > now + tonumber(ARGV[3]) then until_us = now + tonumber(ARGV[3]) end
-  local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-  if until_us > current and until_us > now then
-    redis.call('SET', KEYS[1], until_us, 'PX', math.floor((until_us - now) / 1000) + 1)
-  end
-end
-local limit = tonumber(ARGV[2])
-if limit > 0 then
-  local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if current == 0 or limit < current then
-    redis.call('SET', KEYS[2], limit, 'PX', math.floor(tonumber(ARGV[4]) / 1000) * 10)
-  end
-end
-return 1
-"""
-
-
-class RedisLimiter:
-    """GCRA per bucket in Redis. Raises redis errors; `FailoverLimiter` handles them."""
-
-    def __init__(self, redis: object, policy: RatePolicy, prefix: str = "m2e-sync:rl") -> None:
-        from redis.asyncio import Redis
-
-        assert isinstance(redis, Redis)
-        self._redis = redis
-        self._policy = policy
-        self._prefix = prefix
-        self._gcra = redis.register_script(GCRA_LUA)
-        self._feedback = redis.register_script(FEEDBACK_LUA)
-
-    def _keys(self, bucket: str) -> list[str]:
-        base = f"{self._prefix}:{bucket}"
-        return [f"{base}:tat", f"{base}:pause", f"{base}:limit"]
-
-    async def _try(self, bucket: str, take: bool) -> float:
-        p = self._policy
-        allowed, wait_us = await self._gcra(
-            keys=self._keys(bucket),
-            args=[int(p.spaced_period_s * 1_000_000), p.requests, p.safety, 1 if take else 0],
-        )
-        return 0.0 if allowed else max(int(wait_us), 1) / 1_000_000
-
-    async def acquire(self, bucket: str) -> float:
-        started = time.monotonic()
-        while True:  # sleep exactly until the bucket's next slot, then try for it
-            wait = await self._try(bucket, take=True)
-            if wait <= 0:
-                break
-            await asyncio.sleep(wait)
-        return time.monotonic() - started
-
-    async def ready_in(self, bucket: str) -> float:
-        return await self._try(bucket, take=False)
-
-    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
-        until = feedback.pause_until
-        limit = feedback.limit if feedback.limit is not None else 0
-        if until is None and (limit <= 0 or limit >= self._policy.requests):
-            return
-        _tat_key, pause_key, limit_key = self._keys(bucket)
-        await self._feedback(
-            keys=[pause_key, limit_key],
-            args=[
-                int(until * 1_000_000) if until is not None else 0,
-                limit if 0 < limit < self._policy.requests else 0,
-                int(self._policy.max_pause_s * 1_000_000),
-                int(self._policy.period_s * 1_000_000),
-            ],
-        )
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-
-
 class DegradedObserver(Protocol):
     def __call__(self, degraded: bool) -> None: ...
 
@@ -286,7 +200,7 @@ class FailoverLimiter:
 
     def __init__(
         self,
-        redis_limiter: RedisLimiter,
+        redis_limiter: Limiter,
         local: LocalLimiter,
         on_change: DegradedObserver,
         retry_s: float = 5.0,
@@ -335,15 +249,15 @@ class FailoverLimiter:
                 return result
         return await getattr(self._local, name)(*args)
 
-    async def acquire(self, bucket: str) -> float:
-        return float(await self._call("acquire", bucket))  # type: ignore[arg-type]
+    async def acquire(self, bucket: str, ticket: str = "") -> float:
+        return float(await self._call("acquire", bucket, ticket))  # type: ignore[arg-type]
 
     async def ready_in(self, bucket: str) -> float:
         return float(await self._call("ready_in", bucket))  # type: ignore[arg-type]
 
-    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
+    async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
         await self._local.feedback(bucket, feedback)  # the fallback knows too
-        await self._call("feedback", bucket, feedback)
+        await self._call("feedback", bucket, feedback, ticket)
 
     async def close(self) -> None:
         await self._redis.close()

@@ -123,6 +123,13 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        self.budget_learned = Gauge(
+            f"{p}_rate_budget_learned",
+            "The budget learned from the server's answers, per access token's bucket "
+            "(a hash of the token): requests per window, and the window in seconds",
+            ["service", "bucket", "quantity"],
+            registry=r,
+        )
         self.limiter_degraded = Gauge(
             f"{p}_limiter_degraded",
             "1 while Redis is unreachable and the limiter runs in-process",
@@ -164,6 +171,11 @@ class Metrics:
             self.accounts_parked,
         ):
             gauge.labels(service).set(0)
+
+    def learned_budget(self, bucket: str, limit: int, period_s: float) -> None:
+        label = bucket if self.per_account else ALL_ACCOUNTS
+        self.budget_learned.labels(self.service, label, "requests").set(limit)
+        self.budget_learned.labels(self.service, label, "period_seconds").set(period_s)
 
     def account(self, account: str) -> str:
         """The `account` label value: the account token, or `_all` when per-account series

@@ -119,6 +119,7 @@ class Service(Protocol):
     input_topic: str  # the default; KAFKA_INPUT_TOPIC overrides it
     key_field: str  # the result record's field naming the entity: "sku", "order_id", …
     merge_rules: Mapping[str, MergeRule]
+    budget_priority: int = 4  # its claim on a token's budget shared with others (1: highest)
 
     async def start(self) -> None:
         """Open the service's own resources (before the consumer starts)."""

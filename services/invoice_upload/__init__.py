@@ -8,7 +8,7 @@ from services.invoice_upload.models import InvoiceEvent, key_of
 from services.invoice_upload.service import InvoiceUpload, MemoryLedger, RedisLedger
 from services.invoice_upload.settings import InvoiceUploadSettings
 from services.spec import ServiceSpec
-from shared.bootstrap import redis_client
+from shared.budget import redis_client
 
 
 def build(settings: InvoiceUploadSettings) -> InvoiceUpload:

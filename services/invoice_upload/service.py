@@ -102,6 +102,7 @@ def _failed(status: int | None, code: str, message: str, dead_letter: bool = Fal
 
 class InvoiceUpload(Service):
     name = "invoice-upload"
+    budget_priority = 3
     input_topic = TOPIC
     key_field = "order_id"
     merge_rules: Mapping[str, MergeRule] = {OPERATION: last_write_wins}

@@ -69,6 +69,7 @@ def _iso(ts: datetime) -> str:
 
 class OrderPoller(Service):
     name = "order-poller"
+    budget_priority = 2
     input_topic = TOPIC
     key_field = "poll"  # results name the poll: "channel:account_token"
     merge_rules: Mapping[str, MergeRule] = {OPERATION: merge_ticks}

@@ -14,7 +14,8 @@ from aiokafka import AIOKafkaProducer
 
 from services.order_poller.models import TOPIC
 from services.order_poller.settings import OrderPollerSettings
-from shared.bootstrap import build_client, build_limiter
+from shared.bootstrap import build_client
+from shared.budget import build_limiter
 from shared.metrics import Metrics
 
 

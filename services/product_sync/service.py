@@ -58,6 +58,7 @@ OPERATION = "product"
 
 class ProductSync(Service):
     name = "product-sync"
+    budget_priority = 4
     input_topic = TOPIC
     key_field = "sku"
     merge_rules: Mapping[str, MergeRule] = {OPERATION: by_event_time(last_write_wins)}

@@ -58,6 +58,7 @@ def variant_payload(event: VariantUpdateEvent) -> Payload:
 
 class VariantSync(Service):
     name = "variant-sync"
+    budget_priority = 1
     input_topic = TOPIC
     key_field = "sku"
     merge_rules: Mapping[str, MergeRule] = {OPERATION: by_event_time(merge_fields)}

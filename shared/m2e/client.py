@@ -16,15 +16,17 @@ exception, a log line or a metric.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import httpx
 
-from shared.limiter import Limiter
+from shared.limiter import LOST, UNSENT, Limiter, RateFeedback
 from shared.m2e.credentials import Credentials
 from shared.m2e.errors import (
     Abandoned,
@@ -101,6 +103,7 @@ class M2EClient:
     ) -> None:
         self._credentials = credentials
         self._limiter = limiter
+        self._releases: set[asyncio.Task[None]] = set()  # kept until done (not collected)
         self._retry = retry or RetryPolicy()
         self._observer = observer
         self._sleep = sleep
@@ -173,8 +176,14 @@ class M2EClient:
         failures = throttled = 0
         flight = FLIGHT.get()
         while True:
-            waited = await self._limiter.acquire(bucket)
+            ticket = uuid.uuid4().hex
+            try:
+                waited = await self._limiter.acquire(bucket, ticket)
+            except asyncio.CancelledError:  # perhaps granted as it was cancelled
+                self._release_later(bucket, UNSENT, ticket)
+                raise
             if flight is not None and flight.abandoned:
+                await self._limiter.feedback(bucket, UNSENT, ticket)
                 raise Abandoned(endpoint)
             started = time.monotonic()
             try:
@@ -188,10 +197,14 @@ class M2EClient:
                         params=params,
                         headers={"access-token": access_token},
                     )
+                except asyncio.CancelledError:  # a revocation, a shutdown: free its slot
+                    self._release_later(bucket, LOST, ticket)
+                    raise
                 finally:
                     if flight is not None:
                         flight.answered()
             except httpx.TransportError as exc:  # timeouts, resets, refused connections
+                await self._limiter.feedback(bucket, LOST, ticket)
                 reason = f"{type(exc).__name__} on {endpoint}"
                 self._observe(account_token, endpoint, 0, started, waited)
                 failures += 1
@@ -199,7 +212,7 @@ class M2EClient:
                     raise TransientFailure(reason, failures) from None
                 await self._sleep(self._retry.delay(failures))
                 continue
-            await self._limiter.feedback(bucket, parse_feedback(response))
+            await self._limiter.feedback(bucket, parse_feedback(response), ticket)
             status = response.status_code
             problem = None
             if 200 <= status < 300 and expect is not None:
@@ -228,6 +241,19 @@ class M2EClient:
             if status >= 300:
                 raise TransientFailure(f"HTTP {status} on {endpoint}", failures + 1)
             return response, (value if expect is not None else None)
+
+    def _release_later(self, bucket: str, feedback: RateFeedback, ticket: str) -> None:
+        """Tell the limiter what became of a cancelled request's ticket, without awaiting it
+        in the cancelled task (left alone, the ticket would count as in flight until it
+        expires)."""
+
+        async def release() -> None:
+            with contextlib.suppress(Exception):
+                await self._limiter.feedback(bucket, feedback, ticket)
+
+        task = asyncio.get_running_loop().create_task(release())
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     def _observe(
         self, account: str, endpoint: str, status: int | str, started: float, waited: float

@@ -93,7 +93,7 @@ class Worker:
         self.rebalance = Rebalance(
             ctx, self.committer, self.scheduler, self.parker, lambda: self.consumer
         )
-        self.book = book or AccountBook(settings.rate_limit_period_s, clock, wall)
+        self.book = book or AccountBook(settings.budget_period_s, clock, wall)
         self.accounts = AccountsView(
             service.name,
             self.book,

@@ -303,3 +303,27 @@ def test_the_chart_names_each_service_as_the_registry_does() -> None:
     assert {name: svc["topic"] for name, svc in values["services"].items()} == {
         name: spec.topic for name, spec in SERVICES.items()
     }
+    assert {name: svc["budgetPriority"] for name, svc in values["services"].items()} == {
+        name: spec.budget_priority for name, spec in SERVICES.items()
+    }
+
+
+def test_each_service_carries_its_budget_priority_and_it_can_be_changed() -> None:
+    def priorities(*extra: str) -> dict[str, str]:
+        return {
+            d["metadata"]["labels"]["app.kubernetes.io/component"]: next(
+                e["value"]
+                for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+                if e["name"] == "RATE_LIMIT_PRIORITY"
+            )
+            for d in render(*extra)
+            if d["kind"] == "Deployment"
+        }
+
+    assert priorities() == {
+        "variant-sync": "1",
+        "order-poller": "2",
+        "invoice-upload": "3",
+        "product-sync": "4",
+    }
+    assert priorities("--set", "services.product-sync.budgetPriority=2")["product-sync"] == "2"

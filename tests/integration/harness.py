@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 def sandbox_config(
-    requests: int = 1_000_000, period_s: float = 60.0, **extra: Any
+    requests: int = 1_000_000, period_s: float = 60.0, mode: str = "fixed", **extra: Any
 ) -> SandboxConfig:
     return SandboxConfig.model_validate(
         {
@@ -61,7 +61,7 @@ def sandbox_config(
                     "accounts": [{"token": ACCT_B, "channel": "ebay"}],
                 },
             ],
-            "rate_limit": {"requests": requests, "period_s": period_s},
+            "rate_limit": {"requests": requests, "period_s": period_s, "mode": mode},
             "orders": {"per_account": 5},
             **extra,
         }

@@ -18,9 +18,9 @@ from shared.limiter import (
     LocalLimiter,
     RateFeedback,
     RatePolicy,
-    RedisLimiter,
     bucket_id,
 )
+from shared.redis_limiter import RedisLimiter
 
 from .harness import (
     ACCT_A,

@@ -13,7 +13,7 @@ class FakeLimiter:
         self.asked: list[str] = []
         self.feedback_seen: list[RateFeedback] = []
 
-    async def acquire(self, bucket: str) -> float:
+    async def acquire(self, bucket: str, ticket: str = "") -> float:
         self.taken += 1
         return 0.0
 
@@ -21,7 +21,7 @@ class FakeLimiter:
         self.asked.append(bucket)
         return self.wait
 
-    async def feedback(self, bucket: str, feedback: RateFeedback) -> None:
+    async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
         self.feedback_seen.append(feedback)
 
     async def close(self) -> None:

@@ -83,7 +83,7 @@ class BrokenRedis:
         self.up = False
         self.calls = 0
 
-    async def acquire(self, account: str) -> float:
+    async def acquire(self, account: str, ticket: str = "") -> float:
         from redis.exceptions import ConnectionError
 
         self.calls += 1
@@ -94,7 +94,7 @@ class BrokenRedis:
     async def ready_in(self, account: str) -> float:
         return await self.acquire(account)
 
-    async def feedback(self, account: str, fb: RateFeedback) -> None:
+    async def feedback(self, account: str, fb: RateFeedback, ticket: str = "") -> None:
         await self.acquire(account)
 
     async def close(self) -> None:
