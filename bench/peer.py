@@ -76,7 +76,9 @@ def workload(skus: int, updates: int) -> tuple[list[tuple[bytes, bytes]], dict[s
     return messages, last
 
 
-def benthos_config(topic: str, sandbox_url: str, limit: int, period: float) -> dict[str, Any]:
+def benthos_config(
+    topic: str, sandbox_url: str, limit: int, period: float, in_flight: int = 1
+) -> dict[str, Any]:
     return {
         "http": {"enabled": False},
         "logger": {"level": "WARN"},
@@ -96,7 +98,7 @@ def benthos_config(topic: str, sandbox_url: str, limit: int, period: float) -> d
                         "verb": "PATCH",
                         "headers": {"access-token": TOKEN_A, "Content-Type": "application/json"},
                         "rate_limit": "m2e",
-                        "max_in_flight": 1,
+                        "max_in_flight": in_flight,
                         "retries": 5,
                         "retry_period": "1s",
                         "max_retry_backoff": "10s",
@@ -158,7 +160,7 @@ async def until_consistent(
     return None, stale
 
 
-async def one_run(system: str, args: argparse.Namespace) -> dict[str, Any]:
+async def one_run(system: str, args: argparse.Namespace, in_flight: int = 1) -> dict[str, Any]:
     sandbox = SandboxServer(sandbox_config())
     await sandbox.start()
     proc: Any = None
@@ -183,13 +185,15 @@ async def one_run(system: str, args: argparse.Namespace) -> dict[str, Any]:
         else:
             config = tmp / "benthos.json"  # JSON is YAML
             config.write_text(
-                json.dumps(benthos_config(topic, sandbox.base_url, args.limit, args.period))
+                json.dumps(
+                    benthos_config(topic, sandbox.base_url, args.limit, args.period, in_flight)
+                )
             )
             proc = start_benthos(config, tmp / "benthos.log")
         took, stale = await until_consistent(sandbox, last, args.timeout)
         log = sandbox.requests(ROUTE)
         return {
-            "system": system,
+            "system": system if system == "m2e-sync" else f"{system} (max_in_flight {in_flight})",
             "seconds": took,
             "requests": sum(1 for r in log if r["status"] != 429),
             "throttled": sum(1 for r in log if r["status"] == 429),
@@ -213,17 +217,18 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     for r in rows:
         took = f"{r['seconds']:.1f} s" if r["seconds"] is not None else f"> {args.timeout:g} s"
         lines.append(
-            f"  {r['system']:9} consistent after {took}, {r['requests']} requests, "
+            f"  {r['system']:28} consistent after {took}, {r['requests']} requests, "
             f"{r['throttled']} × 429, {r['stale']} SKUs stale"
         )
-    ours, peer = rows
+    ours, peer = rows[:2]
     if ours["seconds"] and ours["requests"]:
         faster = (peer["seconds"] or args.timeout) / ours["seconds"]
         fewer = (peer["requests"] + peer["throttled"]) / ours["requests"]
         ok = faster >= 4 and fewer >= 10 and ours["stale"] == 0
         lines.append(
-            f"  m2e-sync: {faster:.1f}× faster to consistency, {fewer:.1f}× fewer requests "
-            f"(target ≥ 4× and ≥ 10×, 0 stale: {'met' if ok else 'NOT MET'})"
+            f"  m2e-sync against Benthos with max_in_flight 1: {faster:.1f}× faster to "
+            f"consistency, {fewer:.1f}× fewer requests, 429s included (target ≥ 4× and ≥ 10×, "
+            f"0 stale: {'met' if ok else 'NOT MET'})"
         )
     for line in lines:
         print(line)
@@ -231,7 +236,10 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    return [await one_run("m2e-sync", args), await one_run("benthos", args)]
+    """m2e-sync, then Benthos as documented (max_in_flight 1), then Benthos allowed more
+    requests in flight (faster, but a SKU's updates may land out of order)."""
+    rows = [await one_run("m2e-sync", args), await one_run("benthos", args)]
+    return [*rows, await one_run("benthos", args, in_flight=4)]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -13,6 +13,10 @@ budget through Redis:
   requests). Target: every request made within linger + 1 s of the last message published.
 - learn: `RATE_LIMIT_PERIOD_S` unset against 4 per 10 s. Target: ≥ 90 % of the budget used
   after the first two windows, 0 × 429 after them.
+- priority: a 40,000-product backlog in product-sync (priority 4) and 10 stock updates per
+  second to variant-sync (priority 1) on one token, 20 per 10 s. Target: stock updates'
+  produce → applied p99 ≤ linger + 2 × (period ÷ limit), budget use ≥ 95 %, product-sync
+  ≥ its minimum share (10 %), 0 × 429.
 """
 
 from __future__ import annotations
@@ -23,14 +27,24 @@ import json
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import shared_budget
-from common import BOOTSTRAP, meter_from_now, produce, stop_workers, verdict, worker_env
+from common import (
+    BOOTSTRAP,
+    meter_from_now,
+    percentile,
+    produce,
+    stop_workers,
+    verdict,
+    worker_env,
+)
 
+from m2e_sandbox.catalog import Catalog
 from tests.integration.harness import (
     ACCT_A,
     TOKEN_A,
@@ -127,6 +141,133 @@ async def scenario(
         await sandbox.close()
 
 
+async def priority(
+    products: int = 40_000,
+    per_second: int = 10,
+    seconds: float = 60.0,
+    limit: int = 20,
+    period: float = 10.0,
+) -> dict[str, Any]:
+    """A product-sync backlog (priority 4) and a stream of stock updates (variant-sync,
+    priority 1) on one token: the stock updates' produce → applied latency, the budget
+    used, and product-sync's share of it."""
+    config = sandbox_config()
+    config.users = config.users[:1]
+    sandbox = SandboxServer(config)
+    await sandbox.start()
+    applied: dict[tuple[str, int], float] = {}
+    original = Catalog.update_variant
+
+    def recording(self: Catalog, item: Any) -> None:
+        if item.quantity is not None:
+            applied[(item.sku, item.quantity)] = time.time()
+        original(self, item)
+
+    Catalog.update_variant = recording  # type: ignore[method-assign]
+    procs: list[WorkerProcess] = []
+    try:
+        stock = [f"S-{i:05d}" for i in range(1000)]
+        await sandbox.seed_variants(TOKEN_A, stock, per_product=250)
+        product_topic = await create_topics(BOOTSTRAP, "product-upserts")
+        stock_topic = await create_topics(BOOTSTRAP, "variant-updates")
+        run = uuid.uuid4().hex[:6]
+        await produce(
+            product_topic,
+            (
+                (
+                    f"PB-{run}-{i:06d}".encode(),
+                    json.dumps(
+                        {
+                            "account_token": ACCT_A,
+                            "product": {
+                                "sku": f"PB-{run}-{i:06d}",
+                                "status": 1,
+                                "is_simple": True,
+                                "currency": "EUR",
+                                "title": f"Import {i}",
+                                "variants": [
+                                    {
+                                        "sku": f"PB-{run}-{i:06d}",
+                                        "barcode": None,
+                                        "price": 9.5,
+                                        "quantity": 3,
+                                    }
+                                ],
+                            },
+                        }
+                    ).encode(),
+                )
+                for i in range(products)
+            ),
+        )
+        meter_from_now(sandbox, limit, period)
+        tmp = Path(tempfile.mkdtemp(prefix="m2e-bench-"))
+        creds = tmp / "credentials.yaml"
+        creds.write_text(f"{ACCT_A}: {TOKEN_A}\n")
+        common = {
+            "RATE_LIMIT_REQUESTS": limit,
+            "RATE_LIMIT_PERIOD_S": period,
+            "BATCH_LINGER_MS": LINGER_MS,
+            "EXPECTED_REPLICAS": 2,
+            "RATE_LIMIT_REDIS_PREFIX": f"bench-rl-{run}",  # one budget for the two
+        }
+        procs = [
+            WorkerProcess(
+                "product-sync",
+                worker_env(product_topic, sandbox.base_url, creds, **common),
+                tmp,
+                "ps",
+            ),
+            WorkerProcess(
+                "variant-sync",
+                worker_env(stock_topic, sandbox.base_url, creds, **common),
+                tmp,
+                "vs",
+            ),
+        ]
+        await wait_ready(*procs, timeout_s=120)
+        started = time.time()
+        produced: dict[tuple[str, int], float] = {}
+        n = 0
+        while time.time() < started + seconds:
+            batch = []
+            for _ in range(per_second):
+                n += 1
+                sku = stock[n % len(stock)]
+                produced[(sku, n)] = time.time()
+                body = {"account_token": ACCT_A, "sku": sku, "quantity": n}
+                batch.append((sku.encode(), json.dumps(body).encode()))
+            await produce(stock_topic, batch)
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(2 * period)
+        steady = [t for k, t in produced.items() if t >= started + period]
+        latencies = [
+            applied[k] - t for k, t in produced.items() if t >= started + period and k in applied
+        ]
+        log = [
+            e for e in sandbox.sandbox.stats.log if started + period <= e["t"] < started + seconds
+        ]
+        served = [e for e in log if e["status"] != 429]
+        product_routes = sum(1 for e in served if e["route"] != "PATCH /catalog/product/variant/")
+        allowed = (seconds - period) / period * limit
+        return {
+            "limit": limit,
+            "period_s": period,
+            "per_second": per_second,
+            "updates": len(steady),
+            "not_applied": len(steady) - len(latencies),
+            "p50_s": percentile(latencies, 50),
+            "p99_s": percentile(latencies, 99),
+            "use": len(served) / allowed,
+            "product_share": product_routes / len(served) if served else 0.0,
+            "throttled": sum(1 for e in sandbox.sandbox.stats.log if e["status"] == 429),
+        }
+    finally:
+        Catalog.update_variant = original  # type: ignore[method-assign]
+        await stop_workers(procs)
+        await sandbox.close()
+
+
 def backlog_use(r: dict[str, Any]) -> float:
     """The physical minimum over the time taken: N requests at `limit` per window need
     ceil(N / limit) - 1 periods after the first."""
@@ -162,6 +303,8 @@ async def run(only: str | None = None) -> dict[str, Any]:
         results["learn"] = await scenario(
             skus=20_000, limit=4, period=10.0, configured=False, settle_s=60
         )
+    if only in (None, "priority"):
+        results["priority"] = await priority()
     return results
 
 
@@ -201,6 +344,24 @@ def report(results: dict[str, Any]) -> list[str]:
         )
         for line in r["learned"]:
             lines.append(f"                 {line[-110:]}")
+    r = results.get("priority")
+    if r:
+        bound = LINGER_MS / 1000 + 2 * r["period_s"] / r["limit"]
+        ok = (
+            r["p99_s"] <= bound
+            and r["use"] >= 0.95
+            and r["product_share"] >= 0.1
+            and not r["not_applied"]
+            and not r["throttled"]
+        )
+        lines.append(
+            f"priority         a product-sync backlog and {r['per_second']} stock updates/s on one "
+            f"token, {r['limit']} per {r['period_s']:g} s: stock updates p50 {r['p50_s']:.2f} s, "
+            f"p99 {r['p99_s']:.2f} s (≤ linger + 2 × period ÷ limit = {bound:.2f} s), "
+            f"{r['not_applied']} of {r['updates']} not applied; budget use {r['use']:.1%} "
+            f"(≥ 95 %), product-sync {r['product_share']:.1%} of it (≥ 10 %), "
+            f"{r['throttled']} × 429  ({verdict(ok)})"
+        )
     for line in lines:
         print(line)
     return lines
@@ -242,7 +403,9 @@ def write(path: Path, lines: list[str], budget: dict[str, Any], command: str) ->
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["backlog-fixed", "backlog-sliding", "burst", "learn"])
+    parser.add_argument(
+        "--only", choices=["backlog-fixed", "backlog-sliding", "burst", "learn", "priority"]
+    )
     parser.add_argument(
         "--write",
         type=Path,
