@@ -14,9 +14,11 @@ the latest word, shared by every replica and service on the token:
   (another only if it is unanswered after `PROBE_TTL_S`); its answer states the new
   window, and the rest follow. Requests still in flight were granted within the last
   window's budget: wherever the server counts them, they fit.
-- **Unknown or not to be trusted**: no answer yet, headers missing or contradicting each
-  other (remaining above the limit, a reset in the past), and for one period after a 429:
-  GCRA, requests evenly spaced (period + jitter) ÷ limit apart, as `RatePolicy` says.
+- **Unknown or not to be trusted**: no answer yet, headers contradicting each other
+  (remaining above the limit, one of the three missing), and for one period after a 429:
+  GCRA, requests evenly spaced (period + jitter) ÷ limit apart, as `RatePolicy` says. An
+  answer without any of the headers (a gateway's page) or read only after the window it
+  speaks of had ended (a busy event loop) changes nothing.
 
 Windows are told apart by the server's own `Retry-After` (the same window repeats it);
 durations are measured from Redis' `TIME`, so pod clocks only matter in converting the
@@ -184,14 +186,16 @@ local id, reset_in = tonumber(ARGV[9]), tonumber(ARGV[10])
 local w = redis.call('HMGET', KEYS[3], 'id', 'remaining', 'period', 'windows')
 local learned, windows = tonumber(w[3] or '0'), tonumber(w[4] or '0')
 redis.call('PEXPIRE', KEYS[3], math.floor(period / 1000) * 10 + 60000)
-if ARGV[11] == '1' or limit < 1 or remaining < 0 or remaining > limit or reset_in <= 0
+-- No headers at all (a gateway's page): the API never counted it; nothing changes.
+if ARGV[11] ~= '1' and limit < 0 and remaining < 0 and id < 0 then return {learned, windows, 0} end
+if ARGV[11] == '1' or limit < 1 or remaining < 0 or remaining > limit or id < 0
     or reset_in > tonumber(ARGV[3]) then
   redis.call('HDEL', KEYS[3], 'reset', 'remaining', 'id')
-  if ARGV[11] == '1' or limit >= 1 or remaining >= 0 or id >= 0 then
-    redis.call('HSET', KEYS[3], 'fallback', now + period)
-  end
+  redis.call('HSET', KEYS[3], 'fallback', now + period)
   return {learned, windows, limit}
 end
+-- Read after the window it speaks of had ended (a busy reader): nothing left to use.
+if reset_in <= 0 then return {learned, windows, limit} end
 local seen = tonumber(w[1])
 if seen == nil or id > seen then
   -- A window ends at most one period after this answer: sooner than a reset rounded up.

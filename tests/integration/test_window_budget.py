@@ -305,3 +305,23 @@ async def test_a_cancelled_request_gives_its_slot_back(redis_url: str, sandbox_s
     finally:
         await client.aclose()
         await one.close()
+
+
+async def test_a_late_or_headerless_answer_keeps_the_window(redis_url: str) -> None:
+    # Found by the 12-process run against sliding windows: an answer read after its
+    # window's reset (a busy event loop) was taken for a contradiction, the token fell back
+    # to even spacing that knows nothing of the window, and the next request got a 429.
+    one = limiter(redis_url, f"it-win-{uuid.uuid4().hex[:6]}", 10, 1.0)
+    try:
+        await one.acquire("b", "t1")
+        await one.feedback("b", RateFeedback(limit=10, remaining=8, retry_at=time.time() + 5), "t1")
+        await one.acquire("b", "t2")
+        late = RateFeedback(limit=10, remaining=9, retry_at=time.time() - 0.2)
+        await one.feedback("b", late, "t2")
+        await one.acquire("b", "t3")
+        await one.feedback("b", RateFeedback(), "t3")  # a gateway's page: no headers
+        for ticket in ("t4", "t5"):
+            assert await one.ready_in("b") == 0.0  # still the window's burst, not spacing
+            await one.acquire("b", ticket)
+    finally:
+        await one.close()
