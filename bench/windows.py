@@ -118,7 +118,7 @@ async def scenario(
         log = [e for e in sandbox.sandbox.stats.log if e["route"] == ROUTE]
         ok = [e["t"] for e in log if e["status"] == 200]
         learned = [
-            line.strip()
+            json.loads(line)["msg"]
             for p in procs
             for line in p.log_path.read_text(errors="replace").splitlines()
             if "learned from the server" in line
@@ -343,7 +343,7 @@ def report(results: dict[str, Any]) -> list[str]:
             f"{verdict(use >= 0.9 and late == 0)})"
         )
         for line in r["learned"]:
-            lines.append(f"                 {line[-110:]}")
+            lines.append(f"                 a worker logged: {line}")
     r = results.get("priority")
     if r:
         bound = LINGER_MS / 1000 + 2 * r["period_s"] / r["limit"]

@@ -325,3 +325,38 @@ async def test_a_late_or_headerless_answer_keeps_the_window(redis_url: str) -> N
             await one.acquire("b", ticket)
     finally:
         await one.close()
+
+
+async def test_a_bursting_highest_priority_leaves_a_lower_one_its_minimum_share(
+    redis_url: str, sandbox_server: Any
+) -> None:
+    # variant-sync (priority 1) with a backlog spends each window as it opens; product-sync
+    # (priority 4), asking all along, still gets its 10 % of every window.
+    limit, period = 20, 2.0
+    sandbox = await sandbox_server(sandbox_config(requests=limit, period_s=period))
+    prefix = f"it-win-{uuid.uuid4().hex[:6]}"
+    granted = {1: 0, 4: 0}
+    stop = asyncio.Event()
+
+    async def service(priority: int, callers: int) -> None:
+        policy = RatePolicy(100, period, jitter_s=0.05, priority=priority, min_share=0.1)
+        lim = RedisLimiter(aioredis.from_url(redis_url), policy, prefix=prefix)
+        client = M2EClient(sandbox.base_url, Credentials({ACCT_A: TOKEN_A}), lim)
+
+        async def one() -> None:
+            while not stop.is_set():
+                await client.find_products(ACCT_A, ["X"])
+                granted[priority] += 1
+
+        try:
+            await asyncio.gather(*(one() for _ in range(callers)))
+        finally:
+            await client.aclose()
+
+    tasks = [asyncio.create_task(service(1, 6)), asyncio.create_task(service(4, 2))]
+    await asyncio.sleep(4 * period + 0.5)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert all(r["status"] == 200 for r in served(sandbox))
+    assert granted[4] >= 0.1 * limit * 4, granted  # ≥ its share of each of 4 windows
+    assert sum(granted.values()) >= 0.9 * limit * 4, granted
