@@ -22,14 +22,27 @@ from .harness import ACCT_A, TOKEN_A, sandbox_config
 ROUTE = "POST /catalog/product/find/"
 
 
-def limiter(redis_url: str, prefix: str, requests: int, period_s: float | None, **kw: Any) -> Any:
-    policy = RatePolicy(requests, period_s, jitter_s=0.05)
+def limiter(
+    redis_url: str,
+    prefix: str,
+    requests: int,
+    period_s: float | None,
+    *,
+    priority: int = 1,
+    **kw: Any,
+) -> Any:
+    policy = RatePolicy(requests, period_s, jitter_s=0.05, priority=priority)
     return RedisLimiter(aioredis.from_url(redis_url), policy, prefix=prefix, **kw)
+
+
+def account_client(sandbox: Any, limiter: RedisLimiter, **kw: Any) -> M2EClient:
+    """A client of the sandbox for account A, whose token is the limiter's bucket."""
+    return M2EClient(sandbox.base_url, Credentials({ACCT_A: TOKEN_A}), limiter, **kw)
 
 
 async def call_n(sandbox: Any, limiter: RedisLimiter, n: int) -> None:
     """`n` requests on account A's token, all wanting to go at once (a backlog)."""
-    client = M2EClient(sandbox.base_url, Credentials({ACCT_A: TOKEN_A}), limiter)
+    client = account_client(sandbox, limiter)
     try:
         await asyncio.gather(*(client.find_products(ACCT_A, ["X"]) for _ in range(n)))
     finally:
@@ -200,12 +213,9 @@ async def test_a_higher_priority_finds_a_slot_while_a_lower_one_has_a_backlog(
     waits: dict[int, list[float]] = {1: [], 4: []}
 
     def client(priority: int) -> M2EClient:
-        policy = RatePolicy(100, period, jitter_s=0.05, priority=priority, min_share=0.1)
-        lim = RedisLimiter(aioredis.from_url(redis_url), policy, prefix=prefix)
-        return M2EClient(
-            sandbox.base_url,
-            Credentials({ACCT_A: TOKEN_A}),
-            lim,
+        return account_client(
+            sandbox,
+            limiter(redis_url, prefix, 100, period, priority=priority),
             observer=lambda _a, stats: waits[priority].append(stats.limiter_wait_s),
         )
 
@@ -247,8 +257,7 @@ async def test_below_the_highest_priority_a_window_is_spent_evenly_and_in_full(
     redis_url: str, sandbox_server: Any
 ) -> None:
     sandbox = await sandbox_server(sandbox_config(requests=10, period_s=2.0))
-    policy = RatePolicy(100, 2.0, jitter_s=0.05, priority=4)
-    lim = RedisLimiter(aioredis.from_url(redis_url), policy, prefix=f"it-{uuid.uuid4().hex[:6]}")
+    lim = limiter(redis_url, f"it-{uuid.uuid4().hex[:6]}", 100, 2.0, priority=4)
     try:
         await call_n(sandbox, lim, 20)
     finally:
@@ -284,7 +293,7 @@ async def test_a_cancelled_request_gives_its_slot_back(redis_url: str, sandbox_s
         sandbox_config(requests=2, period_s=60.0, faults={"latency_ms": 2000})
     )
     one = limiter(redis_url, f"it-win-{uuid.uuid4().hex[:6]}", 2, 60.0)
-    client = M2EClient(sandbox.base_url, Credentials({ACCT_A: TOKEN_A}), one)
+    client = account_client(sandbox, one)
     try:
         bucket = Credentials({ACCT_A: TOKEN_A}).lookup(ACCT_A)[1]
         first = asyncio.create_task(client.find_products(ACCT_A, ["X"]))
@@ -339,9 +348,7 @@ async def test_a_bursting_highest_priority_leaves_a_lower_one_its_minimum_share(
     stop = asyncio.Event()
 
     async def service(priority: int, callers: int) -> None:
-        policy = RatePolicy(100, period, jitter_s=0.05, priority=priority, min_share=0.1)
-        lim = RedisLimiter(aioredis.from_url(redis_url), policy, prefix=prefix)
-        client = M2EClient(sandbox.base_url, Credentials({ACCT_A: TOKEN_A}), lim)
+        client = account_client(sandbox, limiter(redis_url, prefix, 100, period, priority=priority))
 
         async def one() -> None:
             while not stop.is_set():
