@@ -2,7 +2,8 @@
 do and why): one asks for a slot, one records what an answer said. Each reads Redis's own
 `TIME`, so pod clocks never decide when a request may go."""
 
-# KEYS: tat, pause, server limit, window, in flight, grants by priority, waiting priorities.
+# KEYS: tat, pause, server limit, window, in flight, grants by priority, waiting priorities,
+# answers of the last period.
 # ARGV: [1] period_us (0: learn), [2] configured limit, [3] safety, [4] take (1/0),
 # [5] ticket, [6] jitter_us, [7] in-flight ttl_us, [8] wait while a reset is probed (us),
 # [9] conservative period_us, [10] priority (1: highest), [11] minimum share, [12] grace_us,
@@ -28,7 +29,8 @@ local limit = tonumber(ARGV[2])
 local server_limit = tonumber(redis.call('GET', KEYS[3]) or '0')
 if server_limit > 0 and server_limit < limit then limit = server_limit end
 local w = redis.call('HMGET', KEYS[4], 'reset', 'remaining', 'limit', 'fallback', 'period',
-  'windows', 'probe_at')
+  'windows', 'probe_at', 'sliding', 'log_since')
+local sliding = w[8] == '1'
 local reset, fallback = tonumber(w[1]), tonumber(w[4] or '0')
 local period = tonumber(ARGV[1])
 if period == 0 then
@@ -68,18 +70,36 @@ end
 if reset and fallback <= now then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - ttl)
   local inflight = redis.call('ZCARD', KEYS[5])
+  local since = tonumber(w[9] or '0')
+  if sliding and since > 0 and since <= now - period then
+    -- Every request the server counts now was answered within the last period (an
+    -- answer comes after its count) or is still in flight: below the limit, one more fits.
+    local room = tonumber(w[3]) - math.max(tonumber(w[3]) - tonumber(ARGV[2]), 0)
+    local used = redis.call('ZCOUNT', KEYS[8], '(' .. (now - period), '+inf') + inflight
+    if used < room then
+      if waiting > 0 then return yield() end
+      return grant()
+    end
+    -- Otherwise a slot frees when the answer that makes room is a period old (or when
+    -- requests in flight are answered): no probe goes before, it could take that slot twice.
+    local k = used - room
+    if k >= used - inflight then return refuse(probe_wait) end
+    local at = redis.call('ZRANGEBYSCORE', KEYS[8], '(' .. (now - period), '+inf',
+      'WITHSCORES', 'LIMIT', k, 1)
+    reset = tonumber(at[2]) + period
+  end
   if now < reset + jitter then
     local over = tonumber(w[3]) - tonumber(ARGV[2])
     if over < 0 then over = 0 end
     local avail = tonumber(w[2]) - over - inflight
     if avail <= 0 then return refuse(reset + jitter - now) end
     if waiting > 0 then return yield() end
-    if owed then return grant() end
+    if owed or (sliding and prio > 1) then return grant() end
     -- Leave lower priorities asking now (within a second or two slots) what remains of
     -- their share of this window.
     local share = math.ceil(tonumber(ARGV[11]) * (tonumber(w[3]) - over))
     local lately = now - 1000000 - 2 * period / (tonumber(w[3]) - over)
-    for p = prio + 1, 9 do
+    for p = prio + 1, sliding and 0 or 9 do
       local seen = redis.call('HMGET', KEYS[4], 'a' .. p, 'n' .. p)
       if tonumber(seen[1] or '0') >= lately then
         local left = share - tonumber(seen[2] or '0')
@@ -113,7 +133,7 @@ end
 return grant()
 """
 
-# KEYS: pause, server limit, window, in flight.
+# KEYS: pause, server limit, window, in flight, answers of the last period.
 # ARGV: [1] pause_until_us (0: none), [2] lower server limit (0: none), [3] max pause us,
 # [4] period_us (limit key lifetime, fallback length), [5] ticket,
 # [6] answered (1), no answer (0: may have been counted), never sent (2),
@@ -124,17 +144,24 @@ FEEDBACK_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local was_out = redis.call('ZREM', KEYS[4], ARGV[5])
-if redis.call('HGET', KEYS[3], 'probe') == ARGV[5] then
-  redis.call('HDEL', KEYS[3], 'probe', 'probe_at')
-end
+local probed = redis.call('HGET', KEYS[3], 'probe') == ARGV[5]
+if probed then redis.call('HDEL', KEYS[3], 'probe', 'probe_at') end
 if ARGV[6] == '2' then return {0, 0, 0} end
+local period = tonumber(ARGV[4])
+local function counted()
+  -- When the server counted it, at the latest: a sliding window frees its slot a period on.
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - period)
+  redis.call('ZADD', KEYS[5], now, ARGV[5] ~= '' and ARGV[5] or tostring(now))
+  redis.call('PEXPIRE', KEYS[5], math.floor(period / 1000) + 60000)
+  redis.call('HSETNX', KEYS[3], 'log_since', now)
+end
 if ARGV[6] ~= '1' then
   -- No answer (a timeout, a reset connection): the server may have counted it.
   local left = tonumber(redis.call('HGET', KEYS[3], 'remaining') or '0')
   if was_out == 1 and left > 0 then redis.call('HSET', KEYS[3], 'remaining', left - 1) end
+  if was_out == 1 then counted() end
   return {0, 0, 0}
 end
-local period = tonumber(ARGV[4])
 local until_us = tonumber(ARGV[1])
 if until_us > 0 then
   if until_us > now + tonumber(ARGV[3]) then until_us = now + tonumber(ARGV[3]) end
@@ -157,6 +184,7 @@ local learned, windows = tonumber(w[3] or '0'), tonumber(w[4] or '0')
 redis.call('PEXPIRE', KEYS[3], math.floor(period / 1000) * 10 + 60000)
 -- No headers at all (a gateway's page): the API never counted it; nothing changes.
 if ARGV[11] ~= '1' and limit < 0 and remaining < 0 and id < 0 then return {learned, windows, 0} end
+if ARGV[11] ~= '1' then counted() end
 if ARGV[11] == '1' or limit < 1 or remaining < 0 or remaining > limit or id < 0
     or reset_in > tonumber(ARGV[3]) then
   redis.call('HDEL', KEYS[3], 'reset', 'remaining', 'id')
@@ -166,7 +194,9 @@ end
 -- Read after the window it speaks of had ended (a busy reader): nothing left to use.
 if reset_in <= 0 then return {learned, windows, limit} end
 local seen = tonumber(w[1])
-if seen == nil or id > seen then
+-- A probe's answer states the window afresh even with the same reset: a sliding window's
+-- next request to expire often does so within the same whole second.
+if seen == nil or id > seen or (probed and id == seen) then
   -- A window ends at most one period after this answer: sooner than a reset rounded up.
   local known = tonumber(ARGV[12])
   if known == 0 and windows >= 2 then known = learned end
@@ -174,9 +204,17 @@ if seen == nil or id > seen then
   if known > 0 and known < ends_in then ends_in = known end
   redis.call('HSET', KEYS[3], 'id', id, 'reset', now + ends_in, 'remaining', remaining,
     'limit', limit)
+end
+if seen == nil or id > seen then
   redis.call('HDEL', KEYS[3], 'n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7', 'n8', 'n9')
   windows = windows + 1
   redis.call('HSET', KEYS[3], 'windows', windows)
+  -- A fixed window's reset moves a whole period on; a sliding one's moves when its oldest
+  -- request stops counting, far sooner. There a reset is no window's end to pace against.
+  local span = learned > 0 and learned or tonumber(ARGV[12])
+  if seen ~= nil and span > 0 and id - seen < span / 2 then
+    redis.call('HSET', KEYS[3], 'sliding', 1)
+  end
 elseif id == seen and remaining < tonumber(w[2]) then
   redis.call('HSET', KEYS[3], 'remaining', remaining)
 end

@@ -14,6 +14,14 @@ the latest word, shared by every replica and service on the token:
   (another only if it is unanswered after `PROBE_TTL_S`); its answer states the new
   window, and the rest follow. Requests still in flight were granted within the last
   window's budget: wherever the server counts them, they fit.
+- **Sliding windows** (told apart by a reset moving on by less than half a period; a
+  fixed window's moves a whole period): there the reset is when the oldest counted request
+  stops counting, rounded up to a whole second, and a slot freed mid-second would idle
+  until it. So every answer is logged for a period (`:log`); once the log covers one, a
+  request may go while fewer than the limit were answered in the last period or are in
+  flight. An answer comes after its count, so the log never overstates the room; while it
+  is full no probe goes (it could take the same freed slot twice). A probe's answer
+  states the window afresh even when it names the same whole-second reset.
 - **Unknown or not to be trusted**: no answer yet, headers contradicting each other
   (remaining above the limit, one of the three missing), and for one period after a 429:
   GCRA, requests evenly spaced (period + jitter) ÷ limit apart, as `RatePolicy` says. An
@@ -32,7 +40,8 @@ Priority: every service on a token has one (`RatePolicy.priority`, 1 the highest
 caller told to wait for budget claims the slot at its turn; a lower one leaves it to
 the claim. Only priority 1 bursts: below it, a known window is spent no faster than
 evenly over its length, so a product-sync backlog never takes at once the slots stock
-updates are about to need, and the window is still used in full. Neither rule holds
+updates are about to need, and the window is still used in full (a sliding window's
+reset ends no window: there a lower priority takes any free slot no higher one claims). Neither rule holds
 back a priority granted less than `min_share` of the limit over the last period, and
 every priority leaves lower ones asking now what remains of their share of the window.
 
@@ -105,6 +114,7 @@ class RedisLimiter:
             f"{base}:fly",
             f"{base}:use:{self._policy.priority}",
             f"{base}:want",
+            f"{base}:log",
         ]
 
     async def _try(self, bucket: str, take: bool, ticket: str) -> float:
@@ -151,7 +161,7 @@ class RedisLimiter:
         reset_at = feedback.retry_at
         keys = self._keys(bucket)
         learned_us, windows, limit = await self._feedback(
-            keys=keys[1:5],
+            keys=[*keys[1:5], keys[7]],
             args=[
                 int(until * 1_000_000) if until is not None else 0,
                 lower if 0 < lower < p.requests else 0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import time
 import uuid
 from typing import Any
@@ -336,6 +337,29 @@ async def test_a_late_or_headerless_answer_keeps_the_window(redis_url: str) -> N
         await one.close()
 
 
+async def test_a_probe_answered_with_the_same_reset_still_states_the_window(
+    redis_url: str,
+) -> None:
+    # Found with sliding windows: the request probing a window after its end was told the
+    # same (whole-second) reset as before, when the next request to expire does so within
+    # that second. Its answer was ignored, the window still looked ended, and probes went
+    # one after another until one got a 429.
+    one = limiter(redis_url, f"it-win-{uuid.uuid4().hex[:6]}", 10, 0.5)
+    try:
+        reset = time.time() + 1.0  # rounded up; the budget's own period ends it sooner
+        for ticket, left in (("t1", 1), ("t2", 0)):
+            await one.acquire("b", ticket)
+            await one.feedback("b", RateFeedback(limit=2, remaining=left, retry_at=reset), ticket)
+        assert await one.ready_in("b") > 0
+        await asyncio.sleep(0.5 + 0.05)  # the period, the jitter: the probe may go
+        assert await one.ready_in("b") == 0.0
+        await one.acquire("b", "probe")
+        await one.feedback("b", RateFeedback(limit=2, remaining=0, retry_at=reset), "probe")
+        assert await one.ready_in("b") > 0.2  # no second probe into a full window
+    finally:
+        await one.close()
+
+
 async def test_a_bursting_highest_priority_leaves_a_lower_one_its_minimum_share(
     redis_url: str, sandbox_server: Any
 ) -> None:
@@ -367,3 +391,43 @@ async def test_a_bursting_highest_priority_leaves_a_lower_one_its_minimum_share(
     assert all(r["status"] == 200 for r in served(sandbox))
     assert granted[4] >= 0.1 * limit * 4, granted  # ≥ its share of each of 4 windows
     assert sum(granted.values()) >= 0.9 * limit * 4, granted
+
+
+async def test_a_sliding_window_is_spent_as_its_requests_expire_not_at_whole_seconds(
+    redis_url: str, sandbox_server: Any
+) -> None:
+    # Found by the 12-process run against sliding windows (90 %): there the server's
+    # Retry-After is when its oldest request stops counting, rounded up to a whole second,
+    # so a slot freed mid-second stood idle until the next; and lower priorities paced
+    # themselves against it as if it ended a window. Callers spread their requests (as
+    # services do), two priorities, more demand than budget.
+    limit, period = 10, 2.0
+    sandbox = await sandbox_server(sandbox_config(requests=limit, period_s=period, mode="sliding"))
+    prefix = f"it-win-{uuid.uuid4().hex[:6]}"
+    spread = random.Random(7)
+    stop = asyncio.Event()
+
+    async def service(priority: int, callers: int) -> None:
+        client = account_client(sandbox, limiter(redis_url, prefix, 100, period, priority=priority))
+
+        async def one() -> None:
+            while not stop.is_set():
+                await client.find_products(ACCT_A, ["X"])
+                await asyncio.sleep(spread.uniform(0, 0.4))
+
+        try:
+            await asyncio.gather(*(one() for _ in range(callers)))
+        finally:
+            await client.aclose()
+
+    tasks = [asyncio.create_task(service(p, 4)) for p in (1, 4)]
+    await asyncio.sleep(7 * period)
+    stop.set()
+    await asyncio.gather(*tasks)
+    log = served(sandbox)
+    assert all(r["status"] == 200 for r in log)
+    # After three periods (time to see the window move and its answers for one period):
+    # any stretch of the budget's length holds at most `limit`; four of them, nearly full.
+    start = log[0]["t"] + 3 * period
+    steady = [r for r in log if start <= r["t"] < start + 4 * period]
+    assert len(steady) >= 0.9 * 4 * limit, len(steady)
