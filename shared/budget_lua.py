@@ -150,6 +150,7 @@ if ARGV[6] == '2' then return {0, 0, 0} end
 local period = tonumber(ARGV[4])
 local function counted()
   -- When the server counted it, at the latest: a sliding window frees its slot a period on.
+  if redis.call('HGET', KEYS[3], 'sliding') ~= '1' then return end
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - period)
   redis.call('ZADD', KEYS[5], now, ARGV[5] ~= '' and ARGV[5] or tostring(now))
   redis.call('PEXPIRE', KEYS[5], math.floor(period / 1000) + 60000)

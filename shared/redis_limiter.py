@@ -17,7 +17,7 @@ the latest word, shared by every replica and service on the token:
 - **Sliding windows** (told apart by a reset moving on by less than half a period; a
   fixed window's moves a whole period): there the reset is when the oldest counted request
   stops counting, rounded up to a whole second, and a slot freed mid-second would idle
-  until it. So every answer is logged for a period (`:log`); once the log covers one, a
+  until it. So every answer is then logged for a period (`:log`); once it covers one, a
   request may go while fewer than the limit were answered in the last period or are in
   flight. An answer comes after its count, so the log never overstates the room; while it
   is full no probe goes (it could take the same freed slot twice). A probe's answer
@@ -77,6 +77,7 @@ class LearnedObserver(Protocol):
 
 PROBE_WAIT_S = 0.02  # how often a waiter looks again while a reset is being probed
 PROBE_TTL_S = 5.0  # a probe unanswered this long (a slow API, a lost process): another goes
+LEARNED_STEP_S = 0.1  # a learned period moving less than this is not news
 PRIORITY_GRACE_S = 0.25  # a waiting priority's claim outlives its wait by this much
 
 
@@ -181,11 +182,16 @@ class RedisLimiter:
 
     def _learn(self, bucket: str, learned: Learned) -> None:
         """Tell the observer once per bucket when its budget is first known, and again
-        whenever it changes."""
+        whenever it changes by more than `LEARNED_STEP_S` (the period is a running maximum
+        of times to a reset: it creeps up by microseconds)."""
         if learned.windows < 2 or learned.limit < 1 or self._on_learned is None:
             return
         before = self._learned.get(bucket)
-        if before is None or (before.limit, before.period_s) != (learned.limit, learned.period_s):
+        if (
+            before is None
+            or before.limit != learned.limit
+            or abs(before.period_s - learned.period_s) >= LEARNED_STEP_S
+        ):
             self._learned[bucket] = learned
             self._on_learned(bucket, learned)
 

@@ -139,6 +139,28 @@ async def test_without_a_period_the_budget_is_learned_and_reported_once(
     assert last.limit == 4 and 2.0 <= last.period_s <= 3.0
 
 
+async def test_a_learned_period_creeping_up_by_microseconds_is_not_reported_again(
+    redis_url: str,
+) -> None:
+    # Found in the learn run: the period is the longest time to a reset seen, so every
+    # window's first answer could raise it by a few microseconds and log it again.
+    learned: list[Learned] = []
+    one = limiter(
+        redis_url,
+        f"it-win-{uuid.uuid4().hex[:6]}",
+        100,
+        None,
+        on_learned=lambda _b, lr: learned.append(lr),
+    )
+    try:
+        for reset_in in (2.0, 3.0, 3.002, 3.004, 5.0):
+            answer = RateFeedback(limit=4, remaining=3, retry_at=time.time() + reset_in)
+            await one.feedback("b", answer, uuid.uuid4().hex)
+    finally:
+        await one.close()
+    assert [(lr.limit, round(lr.period_s)) for lr in learned] == [(4, 3), (4, 5)]
+
+
 async def test_headers_that_contradict_themselves_fall_back_to_even_spacing(
     redis_url: str,
 ) -> None:
