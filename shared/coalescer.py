@@ -11,8 +11,9 @@ Time comes from an injected clock (an item's `since`), so linger is tested witho
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 
 from shared.clock import Clock
@@ -230,10 +231,11 @@ class Coalescer:
             self.requeue(bucket, due)
         return min((p.not_before for p in bucket.waiting.values()), default=math.inf)
 
-    def take(self, bucket: Bucket) -> list[Pending]:
-        """Remove up to max_items items, oldest first: the next batch to send."""
+    def take(self, bucket: Bucket, skip: Set[str] = frozenset()) -> list[Pending]:
+        """Remove up to max_items items, oldest first, but none of the keys in `skip`
+        (in flight): the next batch to send."""
         batch: list[Pending] = []
-        for key in list(bucket.items)[: self.max_items]:
+        for key in list(islice((k for k in bucket.items if k not in skip), self.max_items)):
             batch.append(bucket.items.pop(key))
         self.size -= len(batch)
         return batch

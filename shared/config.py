@@ -136,6 +136,8 @@ class WorkerSettings(BaseSettings):
     # Batching and delivery
     batch_max_items: Annotated[int, Field(ge=1)] = MAX_BATCH_ITEMS
     batch_linger_ms: Annotated[int, Field(ge=0)] = 1000
+    # Batches in flight per account and operation; never two with the same key.
+    batch_max_in_flight: Annotated[int, Field(ge=1)] = 4
     max_pending_items: Annotated[int, Field(ge=1)] = 50_000
     # Bytes of unsettled messages (each is held about twice: its bytes and its decoded
     # item), so 64 MiB keeps a worker well inside the chart's 256 Mi memory limit.

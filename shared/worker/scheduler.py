@@ -40,6 +40,7 @@ from shared.offsets import PartitionTracker
 from shared.results import ErrorInfo
 from shared.service import Fatal, ItemOutcome
 from shared.worker.context import Context
+from shared.worker.flights import Flights
 from shared.worker.park import UNAUTHORIZED, Parker
 from shared.worker.poison import send_isolating
 from shared.worker.settle import Settler
@@ -59,7 +60,7 @@ class Scheduler:
         self.flushes: set[asyncio.Task[None]] = set()
         self._batches: dict[asyncio.Task[None], list[Pending]] = {}  # what each flush carries
         self._flights: dict[asyncio.Task[None], Flight] = {}  # and its requests
-        self._in_flight: set[BucketKey] = set()
+        self._in_flight = Flights(ctx.settings.batch_max_in_flight)
         self._not_before: dict[BucketKey, float] = {}  # back-off after a failure or a 401
         self._failures: dict[BucketKey, int] = {}  # consecutive failed sends
         self._ready_at: dict[str, float] = {}  # account → when its budget expects a token
@@ -89,7 +90,7 @@ class Scheduler:
         """Send the bucket's next batch if it is due; else say when to look again. An empty
         bucket with nothing in flight is dropped: the loop costs per busy account, not per
         account ever seen."""
-        if not (bucket.items or bucket.waiting or bucket.key in self._in_flight):
+        if not (bucket.items or bucket.waiting or self._in_flight.busy(bucket.key)):
             if self._not_before.get(bucket.key, 0.0) <= now:
                 self._not_before.pop(bucket.key, None)
                 self._ctx.coalescer.discard(bucket)
@@ -99,8 +100,8 @@ class Scheduler:
 
     async def _consider_items(self, bucket: Bucket, now: float) -> float:
         key = bucket.key
-        if not bucket.items or key in self._in_flight:
-            return math.inf  # woken when items arrive or the batch ends
+        if not bucket.items or self._in_flight.full(key):
+            return math.inf  # woken when items arrive or a batch ends
         pressed = self._pressed()
         parked = self._parker.parkable(bucket, pressed)
         if parked:
@@ -110,14 +111,15 @@ class Scheduler:
         if hot:
             self._ctx.coalescer.remove(bucket, hot)
             await self._parker.park(key.account_token, key.operation, hot, backlog=True)
-        if not bucket.items:
-            return math.inf
+        ready = self._in_flight.ready(bucket)
+        if not ready:
+            return math.inf  # every key is in flight: woken when a batch ends
         not_before = self._not_before.get(key, 0.0)
         if now < not_before:
             return not_before
         if not (self.draining or self._holds_revoking(bucket)):
             lingered_at = self._oldest(bucket) + self.linger_s
-            if len(bucket) < self._ctx.coalescer.max_items and now < lingered_at:
+            if ready < self._ctx.coalescer.max_items and now < lingered_at:
                 return lingered_at
             if self._held(bucket):
                 return math.inf  # woken when its partition catches up
@@ -125,7 +127,8 @@ class Scheduler:
             if ready_at > now:
                 return ready_at
         self._launch(bucket)
-        return math.inf
+        # Another batch of other keys may go alongside: look again at once.
+        return now if bucket.items and not self._in_flight.full(key) else math.inf
 
     @staticmethod
     def _oldest(bucket: Bucket) -> float:
@@ -183,15 +186,16 @@ class Scheduler:
         self._parker.gauges()
 
     def _launch(self, bucket: Bucket) -> None:
-        batch = self._ctx.coalescer.take(bucket)
+        batch = self._ctx.coalescer.take(bucket, skip=self._in_flight.keys(bucket.key))
         batch = [p for p in batch if p.sources[0].tracker.alive]  # revoked: the new owner's
         if not batch:
             return
-        self._in_flight.add(bucket.key)
+        keys = [p.key for p in batch]
+        self._in_flight.start(bucket.key, keys)
         flight = Flight()
         context = contextvars.copy_context()
         context.run(FLIGHT.set, flight)
-        task = asyncio.create_task(self._flush(bucket, batch), context=context)
+        task = asyncio.create_task(self._flush(bucket, batch, keys), context=context)
         self.flushes.add(task)
         self._batches[task] = batch
         self._flights[task] = flight
@@ -225,7 +229,7 @@ class Scheduler:
         await asyncio.gather(*doomed, return_exceptions=True)
         return len(doomed)
 
-    async def _flush(self, bucket: Bucket, batch: list[Pending]) -> None:
+    async def _flush(self, bucket: Bucket, batch: list[Pending], keys: list[str]) -> None:
         self._ctx.metrics.batch_size.labels(self._ctx.label, bucket.key.operation).observe(
             len(batch)
         )
@@ -236,7 +240,10 @@ class Scheduler:
         finally:
             # Only once its results are published: the bucket's next batch (a newer event
             # for the same key among it) may not publish its results first.
-            self._in_flight.discard(bucket.key)
+            self._in_flight.end(bucket.key, keys)
+            # Its answer may have stated the window (the first one does): ask the budget
+            # again rather than wait out a wait computed without it.
+            self._ready_at.pop(bucket.key.account_token, None)
             self._ctx.signals.wake.set()
             self._ctx.signals.progress.set()
 

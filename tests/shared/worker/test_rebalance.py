@@ -156,12 +156,12 @@ async def test_nothing_of_a_revoked_partition_is_sent_while_its_revocation_waits
     scheduler's loop saw the partition's other buffered items — still marked urgent —
     and sent them, in a batch no one waited for: it landed after the new owner's."""
     api = SlowApi(200)
-    w = slow_worker(api, batch_max_items=1, revoke_flush_deadline_s=0.05)
+    w = slow_worker(api, batch_max_items=1, batch_max_in_flight=1, revoke_flush_deadline_s=0.05)
     await w.poller.ingest({TP: [record(0, "X", 1.0), record(1, "Y", 1.0)]})
     loop = asyncio.create_task(w.scheduler.run())
     try:
         await asyncio.sleep(0.05)
-        assert api.skus == [["X"]]  # on the wire; Y waits for it (one batch per bucket)
+        assert api.skus == [["X"]]  # on the wire; Y waits for it (one batch at a time)
         await w.rebalance.on_partitions_revoked({TP})
         await asyncio.sleep(0.5)
     finally:
