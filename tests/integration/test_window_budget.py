@@ -9,6 +9,7 @@ import itertools
 import random
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -52,6 +53,42 @@ async def call_n(sandbox: Any, limiter: RedisLimiter, n: int) -> None:
 
 def served(sandbox: Any) -> list[dict[str, Any]]:
     return sorted(sandbox.requests(ROUTE), key=lambda r: r["t"])
+
+
+async def callers_on_one_token(
+    sandbox: Any,
+    redis_url: str,
+    period: float,
+    callers: dict[int, int],
+    seconds: float,
+    pause: Callable[[], float] = lambda: 0.0,
+) -> dict[int, int]:
+    """`callers[p]` callers at priority p (one service each, sharing account A's token),
+    each sending request after request, `pause()` seconds apart, for `seconds`: the
+    requests each priority made."""
+    prefix = f"it-win-{uuid.uuid4().hex[:6]}"
+    granted = dict.fromkeys(callers, 0)
+    stop = asyncio.Event()
+
+    async def service(priority: int, n: int) -> None:
+        client = account_client(sandbox, limiter(redis_url, prefix, 100, period, priority=priority))
+
+        async def one() -> None:
+            while not stop.is_set():
+                await client.find_products(ACCT_A, ["X"])
+                granted[priority] += 1
+                await asyncio.sleep(pause())
+
+        try:
+            await asyncio.gather(*(one() for _ in range(n)))
+        finally:
+            await client.aclose()
+
+    tasks = [asyncio.create_task(service(p, n)) for p, n in callers.items()]
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.gather(*tasks)
+    return granted
 
 
 @pytest.mark.parametrize("mode", ["fixed", "sliding"])
@@ -389,27 +426,7 @@ async def test_a_bursting_highest_priority_leaves_a_lower_one_its_minimum_share(
     # (priority 4), asking all along, still gets its 10 % of every window.
     limit, period = 20, 2.0
     sandbox = await sandbox_server(sandbox_config(requests=limit, period_s=period))
-    prefix = f"it-win-{uuid.uuid4().hex[:6]}"
-    granted = {1: 0, 4: 0}
-    stop = asyncio.Event()
-
-    async def service(priority: int, callers: int) -> None:
-        client = account_client(sandbox, limiter(redis_url, prefix, 100, period, priority=priority))
-
-        async def one() -> None:
-            while not stop.is_set():
-                await client.find_products(ACCT_A, ["X"])
-                granted[priority] += 1
-
-        try:
-            await asyncio.gather(*(one() for _ in range(callers)))
-        finally:
-            await client.aclose()
-
-    tasks = [asyncio.create_task(service(1, 6)), asyncio.create_task(service(4, 2))]
-    await asyncio.sleep(4 * period + 0.5)
-    stop.set()
-    await asyncio.gather(*tasks)
+    granted = await callers_on_one_token(sandbox, redis_url, period, {1: 6, 4: 2}, 4 * period + 0.5)
     assert all(r["status"] == 200 for r in served(sandbox))
     assert granted[4] >= 0.1 * limit * 4, granted  # ≥ its share of each of 4 windows
     assert sum(granted.values()) >= 0.9 * limit * 4, granted
@@ -425,27 +442,10 @@ async def test_a_sliding_window_is_spent_as_its_requests_expire_not_at_whole_sec
     # services do), two priorities, more demand than budget.
     limit, period = 10, 2.0
     sandbox = await sandbox_server(sandbox_config(requests=limit, period_s=period, mode="sliding"))
-    prefix = f"it-win-{uuid.uuid4().hex[:6]}"
     spread = random.Random(7)
-    stop = asyncio.Event()
-
-    async def service(priority: int, callers: int) -> None:
-        client = account_client(sandbox, limiter(redis_url, prefix, 100, period, priority=priority))
-
-        async def one() -> None:
-            while not stop.is_set():
-                await client.find_products(ACCT_A, ["X"])
-                await asyncio.sleep(spread.uniform(0, 0.4))
-
-        try:
-            await asyncio.gather(*(one() for _ in range(callers)))
-        finally:
-            await client.aclose()
-
-    tasks = [asyncio.create_task(service(p, 4)) for p in (1, 4)]
-    await asyncio.sleep(7 * period)
-    stop.set()
-    await asyncio.gather(*tasks)
+    await callers_on_one_token(
+        sandbox, redis_url, period, {1: 4, 4: 4}, 7 * period, lambda: spread.uniform(0, 0.4)
+    )
     log = served(sandbox)
     assert all(r["status"] == 200 for r in log)
     # After three periods (time to see the window move and its answers for one period):
