@@ -121,10 +121,11 @@ class Bucket:
     def __len__(self) -> int:
         return len(self.items)
 
-    def oldest(self) -> float | None:
+    def oldest(self) -> float:
+        """When its oldest item arrived (infinity: it has none)."""
         for pending in self.items.values():
             return pending.since
-        return None
+        return math.inf
 
 
 class Coalescer:

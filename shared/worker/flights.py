@@ -3,7 +3,8 @@
 A bucket's next batch leaves out every key still in flight, so two events for one SKU
 never reach the API — nor publish their results — out of order, while batches of other
 keys go alongside, up to `BATCH_MAX_IN_FLIGHT` of them: a burst under a fresh window is
-sent at once instead of one round trip after another."""
+sent at once instead of one round trip after another. (The scheduler lets only full
+batches go alongside.)"""
 
 from __future__ import annotations
 

@@ -118,9 +118,14 @@ class Scheduler:
         if now < not_before:
             return not_before
         if not (self.draining or self._holds_revoking(bucket)):
-            lingered_at = self._oldest(bucket) + self.linger_s
-            if ready < self._ctx.coalescer.max_items and now < lingered_at:
-                return lingered_at
+            # A partial batch waits for its linger, and goes alongside another of the
+            # bucket's only when full: a backlog still arriving is not sent in pieces.
+            lingered_at = bucket.oldest() + self.linger_s
+            if ready < self._ctx.coalescer.max_items:
+                if now < lingered_at:
+                    return lingered_at
+                if self._in_flight.busy(key):
+                    return math.inf  # woken when that batch ends
             if self._held(bucket):
                 return math.inf  # woken when its partition catches up
             ready_at = await self._token_at(key.account_token, now)
@@ -129,11 +134,6 @@ class Scheduler:
         self._launch(bucket)
         # Another batch of other keys may go alongside: look again at once.
         return now if bucket.items and not self._in_flight.full(key) else math.inf
-
-    @staticmethod
-    def _oldest(bucket: Bucket) -> float:
-        oldest = bucket.oldest()
-        return math.inf if oldest is None else oldest
 
     async def _token_at(self, account: str, now: float) -> float:
         """When the account's budget has a token (`now`: free now). Remembered, so a busy
@@ -177,11 +177,9 @@ class Scheduler:
 
     def _gauges(self, now: float) -> None:
         self._ctx.metrics.pending.labels(self._ctx.label).set(self._ctx.partitions.unsettled)
-        oldest = min(
-            (o for b in self._ctx.coalescer if (o := b.oldest()) is not None), default=None
-        )
+        oldest = min((b.oldest() for b in self._ctx.coalescer), default=math.inf)
         self._ctx.metrics.oldest_pending.labels(self._ctx.label).set(
-            0.0 if oldest is None else now - oldest
+            0.0 if oldest == math.inf else now - oldest
         )
         self._parker.gauges()
 

@@ -99,6 +99,22 @@ async def test_batches_of_other_keys_go_alongside_up_to_the_limit_and_never_a_ke
     assert carried == ["A", "C"]  # A's newer value only after its older one settled
 
 
+async def test_a_partial_batch_waits_for_the_one_in_flight_even_past_its_linger() -> None:
+    # Found by the many-merchants benchmark: a hot account's backlog, still being fetched,
+    # went in pieces alongside its full batches (478 items per request, not 495), each
+    # piece a request of its budget.
+    w, _budget, clock = setup(batch_max_items=2)
+    await w.poller.ingest({TP: [record(0, "A", 1.0), record(1, "B", 1.0)]})
+    bucket = only_bucket(w)
+    await w.scheduler._consider(bucket, clock.now)  # full: A and B fly
+    await w.poller.ingest({TP: [record(2, "C", 1.0)]})
+    assert await w.scheduler._consider(bucket, clock.now + 10) == math.inf  # linger long past
+    assert len(w.scheduler.flushes) == 1
+    await asyncio.gather(*w.scheduler.flushes)
+    await w.scheduler._consider(bucket, clock.now + 10)
+    assert [p.key for batch in w.scheduler._batches.values() for p in batch] == ["C"]
+
+
 async def test_a_batch_ending_has_the_budget_asked_again() -> None:
     # Found by the burst benchmark: the second batch, asked before the first answer stated
     # the window, waited out an even-spacing interval (0.6 s at 100 per 60 s) though the
