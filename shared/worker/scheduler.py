@@ -102,15 +102,16 @@ class Scheduler:
         key = bucket.key
         if not bucket.items or self._in_flight.full(key):
             return math.inf  # woken when items arrive or a batch ends
-        pressed = self._pressed()
-        parked = self._parker.parkable(bucket, pressed)
-        if parked:
-            self._ctx.coalescer.remove(bucket, parked)
-            await self._parker.park(key.account_token, key.operation, parked)
-        hot = self._parker.overflow(bucket, pressed)
-        if hot:
-            self._ctx.coalescer.remove(bucket, hot)
-            await self._parker.park(key.account_token, key.operation, hot, backlog=True)
+        # Nothing is moved aside while a batch flies: failed, it comes back behind newer
+        # values of its keys that would already be parked (found: an update overtaken).
+        if not self._in_flight.busy(key):
+            pressed = self._pressed()
+            if parked := self._parker.parkable(bucket, pressed):
+                self._ctx.coalescer.remove(bucket, parked)
+                await self._parker.park(key.account_token, key.operation, parked)
+            if hot := self._parker.overflow(bucket, pressed):
+                self._ctx.coalescer.remove(bucket, hot)
+                await self._parker.park(key.account_token, key.operation, hot, backlog=True)
         ready = self._in_flight.ready(bucket)
         if not ready:
             return math.inf  # every key is in flight: woken when a batch ends

@@ -93,6 +93,35 @@ async def test_one_blocked_account_stalls_every_account_no_longer() -> None:
     assert w.metrics.accounts_parked.labels("variant-sync")._value.get() == 1
 
 
+async def test_nothing_is_parked_past_an_older_value_still_in_flight() -> None:
+    # Found by test_adversity once batches of an account could fly side by side: a newer
+    # value was parked while the older one was on the wire; that one failed (401), came
+    # back and was parked after it, and the retry topic replayed them out of order.
+    w, service, clock, _ = setup(account_park_after_s=60)
+    await w.poller.ingest({TP: [rec(0, BLOCKED, "X1", 1.0)]})
+    await step(w, clock())  # the first 401: failing from now
+    hold = asyncio.Event()
+    send = service.send
+
+    async def held(*args: Any) -> list[ItemOutcome]:
+        await hold.wait()
+        return await send(*args)
+
+    service.send = held  # type: ignore[method-assign]
+    clock.now += 30
+    [bucket] = [b for b in w.coalescer if b.key.account_token == BLOCKED]
+    w.scheduler._not_before.clear()
+    await w.scheduler._consider(bucket, clock())  # X1 at 1.0 flies, waiting for its 401
+    await w.poller.ingest({TP: [rec(1, BLOCKED, "X1", 2.0)]})
+    clock.now += 31  # past the park interval while it flies
+    await w.scheduler._consider(bucket, clock())
+    hold.set()
+    await asyncio.gather(*w.scheduler.flushes)
+    await step(w, clock())
+    prices = [json.loads(r.value)["price"] for r in published(w, ".retry")]
+    assert prices and prices[-1] == 2.0 and prices == sorted(prices), prices
+
+
 async def test_a_failing_account_is_parked_at_once_past_half_the_memory_bound() -> None:
     w, _, clock, _ = setup(account_park_after_s=3600, max_pending_items=6)
     await w.poller.ingest({TP: [rec(i, BLOCKED, f"X{i}", 1.0) for i in range(4)]})
