@@ -144,13 +144,14 @@ FEEDBACK_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local was_out = redis.call('ZREM', KEYS[4], ARGV[5])
-local probed = redis.call('HGET', KEYS[3], 'probe') == ARGV[5]
+local w = redis.call('HMGET', KEYS[3], 'id', 'remaining', 'period', 'windows', 'probe', 'sliding')
+local probed = w[5] == ARGV[5]
 if probed then redis.call('HDEL', KEYS[3], 'probe', 'probe_at') end
 if ARGV[6] == '2' then return {0, 0, 0} end
 local period = tonumber(ARGV[4])
 local function counted()
   -- When the server counted it, at the latest: a sliding window frees its slot a period on.
-  if redis.call('HGET', KEYS[3], 'sliding') ~= '1' then return end
+  if w[6] ~= '1' then return end
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - period)
   redis.call('ZADD', KEYS[5], now, ARGV[5] ~= '' and ARGV[5] or tostring(now))
   redis.call('PEXPIRE', KEYS[5], math.floor(period / 1000) + 60000)
@@ -158,7 +159,7 @@ local function counted()
 end
 if ARGV[6] ~= '1' then
   -- No answer (a timeout, a reset connection): the server may have counted it.
-  local left = tonumber(redis.call('HGET', KEYS[3], 'remaining') or '0')
+  local left = tonumber(w[2] or '0')
   if was_out == 1 and left > 0 then redis.call('HSET', KEYS[3], 'remaining', left - 1) end
   if was_out == 1 then counted() end
   return {0, 0, 0}
@@ -180,7 +181,6 @@ if lower > 0 then
 end
 local limit, remaining = tonumber(ARGV[7]), tonumber(ARGV[8])
 local id, reset_in = tonumber(ARGV[9]), tonumber(ARGV[10])
-local w = redis.call('HMGET', KEYS[3], 'id', 'remaining', 'period', 'windows')
 local learned, windows = tonumber(w[3] or '0'), tonumber(w[4] or '0')
 redis.call('PEXPIRE', KEYS[3], math.floor(period / 1000) * 10 + 60000)
 -- No headers at all (a gateway's page): the API never counted it; nothing changes.

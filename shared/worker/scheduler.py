@@ -189,12 +189,11 @@ class Scheduler:
         batch = [p for p in batch if p.sources[0].tracker.alive]  # revoked: the new owner's
         if not batch:
             return
-        keys = [p.key for p in batch]
-        self._in_flight.start(bucket.key, keys)
+        self._in_flight.start(bucket.key, [p.key for p in batch])
         flight = Flight()
         context = contextvars.copy_context()
         context.run(FLIGHT.set, flight)
-        task = asyncio.create_task(self._flush(bucket, batch, keys), context=context)
+        task = asyncio.create_task(self._flush(bucket, batch), context=context)
         self.flushes.add(task)
         self._batches[task] = batch
         self._flights[task] = flight
@@ -228,7 +227,7 @@ class Scheduler:
         await asyncio.gather(*doomed, return_exceptions=True)
         return len(doomed)
 
-    async def _flush(self, bucket: Bucket, batch: list[Pending], keys: list[str]) -> None:
+    async def _flush(self, bucket: Bucket, batch: list[Pending]) -> None:
         self._ctx.metrics.batch_size.labels(self._ctx.label, bucket.key.operation).observe(
             len(batch)
         )
@@ -239,7 +238,7 @@ class Scheduler:
         finally:
             # Only once its results are published: the bucket's next batch (a newer event
             # for the same key among it) may not publish its results first.
-            self._in_flight.end(bucket.key, keys)
+            self._in_flight.end(bucket.key, [p.key for p in batch])
             # Its answer may have stated the window (the first one does): ask the budget
             # again rather than wait out a wait computed without it.
             self._ready_at.pop(bucket.key.account_token, None)
