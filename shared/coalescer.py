@@ -144,6 +144,9 @@ class Coalescer:
         self.size = 0  # pending items across buckets
         self.held = 0  # of which set aside to be sent later (hold)
 
+    def merge_rule(self, operation: str) -> MergeRule:
+        return self._rules[operation]
+
     def add(
         self,
         account_token: str,

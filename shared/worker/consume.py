@@ -22,9 +22,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
-from shared.coalescer import Source
+from shared.coalescer import Pending, Source
 from shared.results import OutRecord
-from shared.service import InvalidMessage
+from shared.service import OK, InvalidMessage
 from shared.worker.context import Context
 from shared.worker.park import Parker, retry_info
 from shared.worker.settle import Settler
@@ -150,12 +150,13 @@ class Poller:
         }
 
     async def ingest(self, batch: Mapping[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
-        """Decode and buffer one poll's records; settle the invalid ones at once."""
-        invalid: list[OutRecord] = []
+        """Decode and buffer one poll's records; settle the invalid ones, and those read back
+        after a newer one of their key, at once."""
+        now: list[OutRecord] = []  # results (and dead letters) of messages settled at once
         settled: list[Source] = []
         decode = self._ctx.service.decode
         add = self._ctx.coalescer.add
-        must_follow = self._parker.must_follow
+        must_follow, in_order = self._parker.must_follow, self._parker.in_order
         for tp, records in batch.items():
             tracker = self._ctx.partitions.tracker(tp)
             retry = self._parker.is_retry(tp.topic)
@@ -167,14 +168,14 @@ class Poller:
                 try:
                     d = decode(rec.key, rec.value, rec.headers)
                 except InvalidMessage as exc:
-                    invalid += self._settler.invalid(
+                    now += self._settler.invalid(
                         rec, exc.error_class, exc.reason, exc.account_token, exc.key
                     )
                     settled.append(Source(tracker, rec.offset, rec.key))
                     continue
                 except Exception as exc:  # a decoder bug must not stop consumption
                     log.exception("decoder failed on %s[%d]@%d", tp.topic, tp.partition, rec.offset)
-                    invalid += self._settler.invalid(rec, type(exc).__name__, str(exc), None, None)
+                    now += self._settler.invalid(rec, type(exc).__name__, str(exc), None, None)
                     settled.append(Source(tracker, rec.offset, rec.key))
                     continue
                 # The original bytes stay with the item: whatever fails it at send time
@@ -188,11 +189,27 @@ class Poller:
                     tuple(rec.headers or ()),
                     None if info is None else info.origin,
                 )
+                payload = d.payload
+                if info is not None:
+                    merge = self._ctx.coalescer.merge_rule(d.operation)
+                    kept = in_order(
+                        tp.partition, d.account_token, d.key, info.origin, payload, merge
+                    )
+                    if kept is None:  # a newer update of its key came back before it
+                        stale = Pending(d.key, d.payload, [], superseded=[source])
+                        out, done = self._settler.results(
+                            d.account_token, d.operation, [stale], [OK]
+                        )
+                        now += out
+                        settled += done
+                        continue
+                    payload = kept
                 park = not retry and must_follow(tp.partition, d.account_token)
-                add(d.account_token, d.operation, d.key, d.payload, source, park=park)
+                add(d.account_token, d.operation, d.key, payload, source, park=park)
             if records:
                 tracker.caught_up(records[-1].offset)
             self._ctx.metrics.consumed.labels(self._ctx.label, tp.topic).inc(len(records))
-        if invalid:
-            await self._settler.settle(invalid, settled)
+        self._parker.forget_read()
+        if now:
+            await self._settler.settle(now, settled)
         self._ctx.signals.wake.set()

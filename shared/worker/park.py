@@ -16,7 +16,10 @@ topics to the same consumer, so one process decides for both:
 - Order: while an account has messages of partition p waiting in the retry topic, its new
   messages from p follow them there. The owner counts them per account: at assignment by
   reading the retry partition from its committed offset to its end, then as it parks and
-  reads back. A message never overtakes an older one of its SKU.
+  reads back. A message never overtakes an older one of its SKU. A failed trial parks its
+  records again, behind newer ones of their SKUs not due yet; read back after those, an
+  old record keeps only what the newer did not set (`in_order`; within one process: a
+  restart between the newer one's commit and the old one's read back loses that memory).
 - Delay: a retry record is read back when its not-before time has come, or at once when
   this process does not know its account to be failing (after a restart, or once the
   account works again). A record not yet due pauses its retry partition until then.
@@ -35,7 +38,7 @@ from dataclasses import dataclass, replace
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.clock import Clock
-from shared.coalescer import Bucket, Pending
+from shared.coalescer import Bucket, MergeRule, Payload, Pending
 from shared.results import ErrorInfo, OutRecord
 from shared.service import ItemOutcome
 from shared.topics import retry_topic
@@ -130,6 +133,9 @@ class Parker:
         self.backlog: dict[int, Counter[str]] = {}
         # Assigned, not counted yet: none of their records may be read before.
         self.unready: set[TopicPartition] = set()
+        # Per partition and account with records still waiting: per key, the newest record
+        # read back (its input offset, its payload). See `in_order`.
+        self._read: dict[tuple[int, str], dict[str, tuple[int, Payload]]] = {}
 
     def is_retry(self, topic: str) -> bool:
         return topic == self.retry_topic
@@ -154,6 +160,34 @@ class Parker:
         backlog[info.account] -= 1
         if backlog[info.account] <= 0:
             del backlog[info.account]
+
+    def in_order(
+        self,
+        partition: int,
+        account: str,
+        key: str,
+        origin: int,
+        payload: Payload,
+        merge: MergeRule,
+    ) -> Payload | None:
+        """What of a record read back is still to be applied (None: nothing). A trial that
+        fails parks its records again at the end of the retry partition, behind newer ones
+        of their keys that were not due yet; read back after them, an old record keeps only
+        what the newer one of its key did not set, so an older value never lands last."""
+        seen = self._read.setdefault((partition, account), {})
+        newest = seen.get(key)
+        if newest is None or newest[0] <= origin:  # in order (or the same message again)
+            seen[key] = (origin, payload)
+            return payload
+        merged, replaced = merge(payload, newest[1])
+        return None if replaced or merged == newest[1] else merged
+
+    def forget_read(self) -> None:
+        """Accounts with nothing left in a retry partition: no older record of theirs can
+        come back after the ones read (parked from now on, it follows them in memory)."""
+        for partition, account in list(self._read):
+            if not self.backlog.get(partition, Counter())[account]:
+                del self._read[(partition, account)]
 
     def parkable(self, bucket: Bucket, pressed: bool) -> list[Pending]:
         """The bucket's items to park now: all of a parked account, else those that must
@@ -271,6 +305,7 @@ class Parker:
         for tp in tps:
             if self.is_retry(tp.topic):
                 self.backlog.pop(tp.partition, None)
+        self.forget_read()
 
     def gauges(self) -> None:
         self._ctx.metrics.accounts_parked.labels(self._ctx.label).set(self.health.count_parked())

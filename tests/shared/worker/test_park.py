@@ -4,6 +4,7 @@ on, new messages of it follow them there, and they come back when due, in order.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections import Counter
 from typing import Any
@@ -314,3 +315,58 @@ async def test_with_room_to_spare_a_busy_account_keeps_its_messages() -> None:
     await w.poller.ingest({TP: [rec(i, BLOCKED, f"X{i}", 1.0) for i in range(15)]})
     await step(w, clock())
     assert published(w, ".retry") == [] and len(service.sent[0][1]) == 10
+
+
+async def read_back_one(w: Any, offset: int, price: float, origin: int, **fields: Any) -> None:
+    """A record of BLOCKED's X1 read back from the retry topic (offset `offset`), due now."""
+    record = rec(offset, BLOCKED, "X1", price, RETRY_TP, retry_headers(BLOCKED, 0, origin))
+    if fields:
+        value = {**json.loads(record.value), **fields}
+        record = dataclasses.replace(record, value=json.dumps(value).encode())
+    await w.poller.ingest(w.poller._due(FakeConsumer(), {RETRY_TP: [record]}))
+
+
+async def test_an_older_record_parked_again_behind_a_newer_one_never_overwrites_it() -> None:
+    """Found under load: a trial read back an old update of a SKU while a newer one waited
+    in the retry topic, not yet due; the trial failed and parked the old one again, behind
+    the newer. Read back in that order, the old value was sent last (a newer update
+    overtaken, or a stale price left in M2E)."""
+    w, service, clock, _ = setup(account_park_after_s=10)
+    service.revoked = False
+    w.parker.backlog[0] = Counter({BLOCKED: 3})  # what the assignment's count found
+    await read_back_one(w, 0, 2.0, origin=8)  # the newer one, then the old one: one batch
+    await read_back_one(w, 1, 1.0, origin=3)
+    await step(w, clock() + 1)
+    assert service.sent == [(BLOCKED, [("X1", 2.0)])]
+    await read_back_one(w, 2, 0.5, origin=2)  # another old one, after the newer was applied
+    await step(w, clock() + 2)
+    assert service.sent == [(BLOCKED, [("X1", 2.0)])]  # nothing older sent after it
+    results = [json.loads(r.value) for r in published(w, ".results")]
+    assert sorted((r["source"]["offset"], r["status"]) for r in results) == [
+        (2, "superseded"),
+        (3, "superseded"),
+        (8, "ok"),
+    ]
+    assert w.partitions.trackers[RETRY_TP].committable() == 3
+    assert w.parker._read == {}  # nothing of the account waits: nothing remembered
+
+
+async def test_an_older_partial_update_behind_a_newer_one_keeps_only_what_the_newer_left() -> None:
+    """Partial updates: the old record's fields that the newer one did not set still
+    land; those it set keep the newer values."""
+    w, service, clock, _ = setup(account_park_after_s=10)
+    service.revoked = False
+    w.parker.backlog[0] = Counter({BLOCKED: 2})
+    sent: list[dict[str, Any]] = []
+    original = service.send
+
+    async def send(client: Any, account: str, operation: str, payloads: list[Any]) -> Any:
+        sent.extend(dict(p) for p in payloads)
+        return await original(client, account, operation, payloads)
+
+    service.send = send  # type: ignore[method-assign]
+    await read_back_one(w, 0, 2.0, origin=8)
+    await step(w, clock() + 1)
+    await read_back_one(w, 1, 1.0, origin=3, quantity=7)
+    await step(w, clock() + 2)
+    assert [(p["price"], p.get("quantity")) for p in sent] == [(2.0, None), (2.0, 7)]
