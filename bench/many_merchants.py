@@ -97,7 +97,9 @@ async def run(
     replicas: int,
     extra_env: dict[str, str] | None = None,
     key_by_account: bool = False,
+    idle_s: float = 0.0,
 ) -> dict[str, Any]:
+    """One scenario; `idle_s`: first measure the workers' CPU while idle that long."""
     extra_env = extra_env or {}
     names = [account_of(i) for i in range(accounts)]
     token_of = {a: f"bench-token-{i % tokens:04d}" for i, a in enumerate(names)}
@@ -167,6 +169,12 @@ async def run(
         workers = [WorkerProcess("variant-sync", env, tmp, f"many-{i}") for i in range(replicas)]
         await wait_ready(*workers)
         r = redis.Redis.from_url(REDIS_URL)
+        idle_cpu_per_s = 0.0
+        if idle_s:
+            cpu0 = {w.proc.pid: proc_stats(w.proc.pid)[0] for w in workers}
+            await asyncio.sleep(idle_s)
+            idle = sum(proc_stats(p)[0] - c for p, c in cpu0.items())
+            idle_cpu_per_s = idle / idle_s
         commands0 = int(r.info("stats")["total_commands_processed"])
         cpu0 = {w.proc.pid: proc_stats(w.proc.pid)[0] for w in workers}
 
@@ -265,6 +273,11 @@ async def run(
             ),
             "cpu_s_per_10k_messages": round(cpu / max(1, consumed) * 10_000, 2),
             "cpu_ms_per_request": round(cpu / max(1, len(log)) * 1000, 2),
+            "idle_cpu_s_per_s": round(idle_cpu_per_s, 4),
+            "cpu_ms_per_request_net": round(
+                (cpu - idle_cpu_per_s * wall) / max(1, len(log)) * 1000, 2
+            ),
+            "messages_per_request": round(consumed / max(1, len(log)), 2),
             "rss_mb": [round(s[1]) for s in stats.values()],
             "redis_commands_per_s": round(commands / wall),
             "throttled": sum(1 for e in log if e["status"] == 429),
@@ -346,7 +359,49 @@ BEFORE = [
 SECTION = "<!-- written by bench/many_merchants.py --write; kept by make bench -->"
 
 
-def write(results: list[tuple[str, dict[str, Any]]], path: Path, command: str) -> None:
+COST_TARGET_MS = 3.0
+
+
+async def request_cost(
+    accounts: int = 200,
+    tokens: int = 100,
+    interval_s: float = 2.0,
+    seconds: float = 40,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What one request costs a worker (bench/request_cost.py): one process, every account
+    sending one update every `interval_s` keyed by account, so nearly every request carries
+    one item; the same worker idle for `seconds / 4` first is the baseline."""
+    return await run(
+        accounts,
+        tokens,
+        1 / interval_s,
+        seconds,
+        hot=0,
+        replicas=1,
+        extra_env=extra_env,
+        key_by_account=True,
+        idle_s=seconds / 4,
+    )
+
+
+def describe_cost(r: dict[str, Any]) -> str:
+    return (
+        f"one worker, {r['accounts']} accounts over {r['tokens']} tokens, one update every "
+        f"{1 / r['rate_per_account']:g} s per account keyed by account ({r['requests']} requests, "
+        f"{r['messages_per_request']} messages per request, {r['throttled']} × 429): "
+        f"**{r['cpu_ms_per_request']} ms** of CPU per request, {r['cpu_ms_per_request_net']} ms "
+        f"net of the same worker idle ({r['idle_cpu_s_per_s'] * 1000:.0f} ms per s); target "
+        f"≤ {COST_TARGET_MS:g} ms; Redis {r['redis_commands_per_s']} commands/s"
+    )
+
+
+def write(
+    results: list[tuple[str, dict[str, Any]]],
+    path: Path,
+    command: str,
+    cost: dict[str, Any] | None = None,
+) -> None:
     lines = [
         f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         "this 2-CPU machine (shared and noisy): 1,000 accounts over 500 access tokens "
@@ -377,6 +432,16 @@ def write(results: list[tuple[str, dict[str, Any]]], path: Path, command: str) -
         "At 1 update/s per account this machine is saturated (the sandbox, the producer, "
         "Kafka and Redis share its 2 CPUs with the workers).",
         "",
+        *(
+            [
+                "What one request costs (`python bench/request_cost.py`, a micro-benchmark): "
+                + describe_cost(cost)
+                + ".",
+                "",
+            ]
+            if cost is not None
+            else []
+        ),
         "Before this work (the issue's measurements at fa743fa):",
         "",
         *[f"- {line}" for line in BEFORE],
@@ -429,7 +494,10 @@ def main() -> None:
             )
             report(r)
             results.append((name, r))
-        write(results, a.write, "python bench/many_merchants.py --write bench/MERCHANTS.md")
+        print("-- what one request costs", flush=True)
+        cost = asyncio.run(request_cost())
+        print("  " + describe_cost(cost))
+        write(results, a.write, "python bench/many_merchants.py --write bench/MERCHANTS.md", cost)
         print(f"wrote {a.write}")
         return
     extra = dict(item.split("=", 1) for item in a.env)

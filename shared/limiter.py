@@ -4,6 +4,7 @@
     bucket = bucket_id(access_token)          # the M2E client names the bucket
     await limiter.acquire(bucket, ticket)     # wait for a token of that bucket
     await limiter.ready_in(bucket)            # seconds until one is free (0.0: now)
+    await limiter.take(bucket, ticket)        # the same, but a free one is taken (0.0)
     await limiter.feedback(bucket, RateFeedback(...), ticket)   # what the server said
 
 A ticket names one request, so its answer clears it from what is in flight.
@@ -11,7 +12,8 @@ A ticket names one request, so its answer clears it from what is in flight.
 A bucket is an access token's budget, named by a hash of the token (`bucket_id`: the
 token never leaves memory). The M2E client is its one user: it resolves an account token
 to its access token once, and both asks when a request may go and takes the token for
-it. Implementations:
+it (the scheduler's look, `take`, takes the token for a batch's first request when one is
+free: one round trip to Redis for both). Implementations:
 
 - `LocalLimiter`: in-process, one `aiolimiter.AsyncLimiter` per bucket, evenly spaced.
 - `RedisLimiter` (shared.redis_limiter): the server's window as its headers state it,
@@ -101,6 +103,11 @@ class Limiter(Protocol):
 
     async def ready_in(self, bucket: str) -> float: ...
 
+    async def take(self, bucket: str, ticket: str) -> float:
+        """Take a slot under `ticket` if one is free now (0.0); else the seconds until one
+        may be, taking nothing: a look and a first request's grant in one call."""
+        ...
+
     async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None: ...
 
     async def close(self) -> None: ...
@@ -122,6 +129,9 @@ class UnlimitedLimiter:
         return 0.0
 
     async def ready_in(self, bucket: str) -> float:
+        return 0.0
+
+    async def take(self, bucket: str, ticket: str) -> float:
         return 0.0
 
     async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
@@ -175,6 +185,13 @@ class LocalLimiter:
             return limiter.time_period
         left = granted + limiter.time_period - asyncio.get_running_loop().time()
         return min(limiter.time_period, max(left, 0.001))
+
+    async def take(self, bucket: str, ticket: str) -> float:
+        wait = await self.ready_in(bucket)
+        if wait > 0:
+            return wait
+        await self.acquire(bucket, ticket)
+        return 0.0
 
     async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
         until = feedback.pause_until
@@ -254,6 +271,9 @@ class FailoverLimiter:
 
     async def ready_in(self, bucket: str) -> float:
         return float(await self._call("ready_in", bucket))  # type: ignore[arg-type]
+
+    async def take(self, bucket: str, ticket: str) -> float:
+        return float(await self._call("take", bucket, ticket))  # type: ignore[arg-type]
 
     async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
         await self._local.feedback(bucket, feedback)  # the fallback knows too

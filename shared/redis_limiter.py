@@ -153,6 +153,9 @@ class RedisLimiter:
     async def ready_in(self, bucket: str) -> float:
         return await self._try(bucket, False, "")
 
+    async def take(self, bucket: str, ticket: str) -> float:
+        return await self._try(bucket, True, ticket)
+
     async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
         p = self._policy
         # Only a 429 pauses everyone: a window spent (remaining 0) is waited out through

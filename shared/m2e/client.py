@@ -7,8 +7,8 @@ The client is the one owner of the rate budget: it resolves an account token to 
 access token once (`Credentials.lookup`: an unknown account raises `UnknownAccount`,
 the same everywhere), and every call takes a token from that access token's limiter
 bucket first, sends the access token, and feeds the rate-limit headers back to the
-limiter. The scheduler asks it, not the limiter, when an account could send
-(`ready_in`). Its errors are one tree (shared.m2e.errors); a 2xx whose body is not the
+limiter. The scheduler asks it, not the limiter, when an account could send (`take`:
+a slot free then is taken for the batch's first request, one round trip for both). Its errors are one tree (shared.m2e.errors); a 2xx whose body is not the
 documented JSON is a transient failure, like a 5xx. Access tokens never appear in an
 exception, a log line or a metric.
 """
@@ -127,10 +127,15 @@ class M2EClient:
         token share it) that may be stored and logged: its bucket id, not the token."""
         return self._credentials.lookup(account_token)[1]
 
-    async def ready_in(self, account_token: str) -> float:
-        """Seconds until the account's budget allows a request (0.0: now); takes nothing."""
-        _access, bucket = self._credentials.lookup(account_token)
-        return await self._limiter.ready_in(bucket)
+    async def take(self, account_token: str, ticket: str) -> float:
+        """Seconds until the account's budget allows a request, taking nothing; 0.0: a free
+        slot was taken under `ticket` for a flight's first request (`Flight.prepaid`)."""
+        return await self._limiter.take(self._credentials.lookup(account_token)[1], ticket)
+
+    def release(self, account_token: str, ticket: str) -> None:
+        """A slot taken and never used: give it back."""
+        with contextlib.suppress(UnknownAccount):  # removed meanwhile: the ticket expires
+            self._release_later(self._credentials.lookup(account_token)[1], UNSENT, ticket)
 
     async def request(
         self,
@@ -176,12 +181,14 @@ class M2EClient:
         failures = throttled = 0
         flight = FLIGHT.get()
         while True:
-            ticket = uuid.uuid4().hex
-            try:
-                waited = await self._limiter.acquire(bucket, ticket)
-            except asyncio.CancelledError:  # perhaps granted as it was cancelled
-                self._release_later(bucket, UNSENT, ticket)
-                raise
+            prepaid = None if flight is None else flight.use_prepaid(account_token)
+            ticket, waited = prepaid or uuid.uuid4().hex, 0.0
+            if prepaid is None:
+                try:
+                    waited = await self._limiter.acquire(bucket, ticket)
+                except asyncio.CancelledError:  # perhaps granted as it was cancelled
+                    self._release_later(bucket, UNSENT, ticket)
+                    raise
             if flight is not None and flight.abandoned:
                 await self._limiter.feedback(bucket, UNSENT, ticket)
                 raise Abandoned(endpoint)

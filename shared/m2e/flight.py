@@ -21,6 +21,9 @@ class Flight:
     abandoned: bool = False
     on_wire: int = 0  # requests sent and not answered yet
     landed: asyncio.Event = field(default_factory=asyncio.Event)  # set while on_wire is 0
+    # (account, ticket): a slot the scheduler took when it chose to send the batch, for its
+    # first request (M2EClient.take); released if the flight ends without using it.
+    prepaid: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.landed.set()
@@ -28,6 +31,12 @@ class Flight:
     def sent(self) -> None:
         self.on_wire += 1
         self.landed.clear()
+
+    def use_prepaid(self, account: str) -> str | None:
+        if self.prepaid is None or self.prepaid[0] != account:
+            return None
+        ticket, self.prepaid = self.prepaid[1], None
+        return ticket
 
     def answered(self) -> None:
         self.on_wire -= 1

@@ -9,8 +9,8 @@ is sent
   account's budget has a token free. Until it has one, the batch keeps filling and
   merging instead of being sent half full.
 
-A bucket has at most one batch in flight, so two events for one key never reach the API
-out of order. Each send runs in a task of its own: a throttled or failing account never
+A bucket has up to `batch_max_in_flight` batches in flight, never two with one key
+(shared.worker.flights), so two events for one key never reach the API out of order. Each send runs in a task of its own: a throttled or failing account never
 holds up another. A batch that fails transiently, or whose account answers 401, is put
 back unsettled and its bucket backs off: nothing is ever dropped. An account failing for
 long is parked instead (shared.worker.park): its items, and any that must follow them,
@@ -25,16 +25,11 @@ import contextvars
 import logging
 import math
 import random
+import uuid
 from collections.abc import Set
 
 from shared.coalescer import Bucket, BucketKey, Pending
-from shared.m2e.client import (
-    Abandoned,
-    M2EClient,
-    TransientFailure,
-    Unauthorized,
-    UnknownAccount,
-)
+from shared.m2e.client import Abandoned, M2EClient, TransientFailure, Unauthorized, UnknownAccount
 from shared.m2e.flight import FLIGHT, Flight
 from shared.offsets import PartitionTracker
 from shared.results import ErrorInfo
@@ -118,6 +113,7 @@ class Scheduler:
         not_before = self._not_before.get(key, 0.0)
         if now < not_before:
             return not_before
+        ticket = None  # a slot taken for the batch's first request
         if not (self.draining or self._holds_revoking(bucket)):
             # A partial batch waits for its linger, and goes alongside another of the
             # bucket's only when full: a backlog still arriving is not sent in pieces.
@@ -129,39 +125,38 @@ class Scheduler:
                     return math.inf  # woken when that batch ends
             if self._held(bucket):
                 return math.inf  # woken when its partition catches up
-            ready_at = await self._token_at(key.account_token, now)
+            ready_at, ticket = await self._token_at(key.account_token, now)
             if ready_at > now:
                 return ready_at
-        self._launch(bucket)
+        self._launch(bucket, ticket)
         # Another batch of other keys may go alongside: look again at once.
         return now if bucket.items and not self._in_flight.full(key) else math.inf
 
-    async def _token_at(self, account: str, now: float) -> float:
-        """When the account's budget has a token (`now`: free now). Remembered, so a busy
-        account is not asked again before then."""
+    async def _token_at(self, account: str, now: float) -> tuple[float, str | None]:
+        """When the account's budget has a token, remembered so a busy account is not asked
+        again before then; `now` and a ticket: one was free and is taken for the batch."""
         ready_at = self._ready_at.get(account, 0.0)
         if ready_at > now:
-            return ready_at
+            return ready_at, None
+        ticket = uuid.uuid4().hex
         try:
-            wait = await self._client.ready_in(account)
+            wait = await self._client.take(account, ticket)
         except UnknownAccount:
-            return now  # the send fails it with the reason
+            return now, None  # the send fails it with the reason
         if wait > 0:
             self._ready_at[account] = now + wait
-            return now + wait
-        return now
+            return now + wait, None
+        return now, ticket
 
     def _held(self, bucket: Bucket) -> bool:
         """Items of partitions still catching up after an assignment wait, so that re-read
         older updates merge with their newer successors — but never while fetching is
         paused or at the memory bound: the partition cannot catch up then, and holding
         would stop both reading and sending."""
-        partitions = self._ctx.partitions
+        partitions, s = self._ctx.partitions, self._ctx.settings
         if not partitions.catching_up or partitions.fetching_paused:
             return False
-        if partitions.full(
-            self._ctx.settings.max_pending_items, self._ctx.settings.max_pending_bytes
-        ):
+        if partitions.full(s.max_pending_items, s.max_pending_bytes):
             return False
         return any(p.sources[0].tracker.hold_until is not None for p in bucket.items.values())
 
@@ -184,13 +179,15 @@ class Scheduler:
         )
         self._parker.gauges()
 
-    def _launch(self, bucket: Bucket) -> None:
+    def _launch(self, bucket: Bucket, ticket: str | None) -> None:
         batch = self._ctx.coalescer.take(bucket, skip=self._in_flight.keys(bucket.key))
         batch = [p for p in batch if p.sources[0].tracker.alive]  # revoked: the new owner's
         if not batch:
+            if ticket is not None:
+                self._client.release(bucket.key.account_token, ticket)
             return
         self._in_flight.start(bucket.key, [p.key for p in batch])
-        flight = Flight()
+        flight = Flight(prepaid=None if ticket is None else (bucket.key.account_token, ticket))
         context = contextvars.copy_context()
         context.run(FLIGHT.set, flight)
         task = asyncio.create_task(self._flush(bucket, batch), context=context)
@@ -236,6 +233,8 @@ class Scheduler:
         try:
             await self._send_and_settle(bucket, batch)
         finally:
+            if (flight := FLIGHT.get()) and flight.prepaid:  # no request used its slot
+                self._client.release(*flight.prepaid)
             # Only once its results are published: the bucket's next batch (a newer event
             # for the same key among it) may not publish its results first.
             self._in_flight.end(bucket.key, [p.key for p in batch])

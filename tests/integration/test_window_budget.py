@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from shared.limiter import RateFeedback, RatePolicy
+from shared.limiter import UNSENT, RateFeedback, RatePolicy
 from shared.m2e.client import Credentials, M2EClient
 from shared.redis_limiter import Learned, RedisLimiter
 
@@ -196,6 +196,23 @@ async def test_a_learned_period_creeping_up_by_microseconds_is_not_reported_agai
     finally:
         await one.close()
     assert [(lr.limit, round(lr.period_s)) for lr in learned] == [(4, 3), (4, 5)]
+
+
+async def test_a_take_holds_its_slot_in_flight_like_an_acquire(redis_url: str) -> None:
+    """The scheduler's look takes the slot for its batch's first request: a slot taken is
+    in flight until answered or given back, and a take finding none takes nothing."""
+    one = limiter(redis_url, f"it-win-{uuid.uuid4().hex[:6]}", 10, 1.0)
+    try:
+        await one.acquire("b", "t0")
+        await one.feedback("b", RateFeedback(limit=10, remaining=2, retry_at=time.time() + 5), "t0")
+        assert await one.take("b", "t1") == 0.0
+        assert await one.take("b", "t2") == 0.0
+        assert await one.take("b", "t3") > 0  # the two left are in flight
+        assert await one.take("b", "t3") > 0  # and the refused take holds nothing
+        await one.feedback("b", UNSENT, "t2")  # never sent: given back
+        assert await one.take("b", "t3") == 0.0
+    finally:
+        await one.close()
 
 
 async def test_headers_that_contradict_themselves_fall_back_to_even_spacing(

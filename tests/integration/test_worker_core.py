@@ -169,6 +169,12 @@ async def test_sigkill_mid_batch_loses_nothing_and_never_commits_ahead(
     await eventually(
         lambda: len(sandbox.requests("PATCH /catalog/product/variant/")) >= 8, timeout_s=60
     )
+    # Batches fly side by side: 8 requests can be on the wire before the first commit.
+
+    async def some_committed() -> bool:
+        return bool(await committed(bootstrap_servers, group, topic))
+
+    await eventually(some_committed, timeout_s=30, every_s=0.05)
     first.signal(signal.SIGKILL)
     await first.wait()
 

@@ -55,6 +55,14 @@ async def test_accounts_sharing_an_access_token_share_a_bucket() -> None:
     assert creds.lookup("a1")[1] == bucket_id("tok")
 
 
+async def test_a_take_grants_a_free_slot_and_takes_nothing_otherwise() -> None:
+    limiter = LocalLimiter(RatePolicy(1, 60.0))
+    assert await limiter.take("acct", "t1") == 0.0  # free: taken
+    wait = await limiter.take("acct", "t2")
+    assert wait > 0 and await limiter.ready_in("acct") == pytest.approx(wait, abs=0.1)
+    assert await limiter.ready_in("other") == 0.0  # nothing taken from another bucket
+
+
 async def test_server_pause_and_lower_limit() -> None:
     now = [1000.0]
     limiter = LocalLimiter(RatePolicy(100, 60.0), clock=lambda: now[0])
@@ -92,6 +100,9 @@ class BrokenRedis:
         return 0.0
 
     async def ready_in(self, account: str) -> float:
+        return await self.acquire(account)
+
+    async def take(self, account: str, ticket: str) -> float:
         return await self.acquire(account)
 
     async def feedback(self, account: str, fb: RateFeedback, ticket: str = "") -> None:

@@ -137,7 +137,7 @@ async def test_unknown_account_and_no_secret_in_repr() -> None:
     # One lookup, one behaviour: asking when it could send fails the same way (the budget
     # of an unknown account is never the account token's own).
     with pytest.raises(UnknownAccount):
-        await client.ready_in("nobody")
+        await client.take("nobody", "ticket")
     creds = Credentials({"acct": SECRET})
     assert SECRET not in repr(creds) and SECRET not in str(creds)
 

@@ -7,10 +7,12 @@ import json
 import math
 from typing import Any
 
+from services.variant_sync import VariantSync
 from shared.coalescer import Bucket
+from shared.service import OK
 from shared.worker import Worker
 
-from .helpers import TP, FakeLimiter, HandClock, NullPublisher, record, worker
+from .helpers import ACCT, TP, FakeLimiter, HandClock, NullPublisher, record, worker
 
 
 def setup(**settings: object) -> tuple[Worker, FakeLimiter, HandClock]:
@@ -185,14 +187,42 @@ async def test_the_memory_bound_wins_over_a_hold() -> None:
     assert not w.scheduler._held(only_bucket(w))
 
 
-async def test_a_sent_batch_takes_one_token_from_the_client_not_the_scheduler() -> None:
-    """One owner of the budget: the scheduler only asks; the client takes per request."""
+async def test_a_sent_batch_takes_one_token_in_one_look() -> None:
+    """The scheduler's look takes the slot its batch's first request uses (through the
+    client: one owner of the budget): one round trip, one token, not two."""
     w, budget, clock = setup(batch_max_items=2)
     await w.poller.ingest({TP: [record(0, "A", 1.0), record(1, "B", 1.0)]})
     await w.scheduler._consider(only_bucket(w), clock.now)
     await asyncio.gather(*w.scheduler.flushes)
-    assert budget.taken == 1 and len(budget.asked) == 1
+    assert budget.taken == 1 and len(budget.asked) == 1 and budget.calls == 1
+    assert budget.feedback_seen[0].sent  # the answer fed back for that very slot
     assert w.partitions.trackers[TP].committable() == 2
+
+
+async def test_a_slot_taken_for_a_batch_gone_meanwhile_is_given_back() -> None:
+    """The partition is revoked while the look is awaited: nothing is sent, and the slot
+    taken for it is released rather than left counted until it expires."""
+    w, budget, clock = setup(batch_max_items=2)
+    await w.poller.ingest({TP: [record(0, "A", 1.0), record(1, "B", 1.0)]})
+    budget.on_take = lambda: setattr(w.partitions.trackers[TP], "alive", False)
+    await w.scheduler._consider(only_bucket(w), clock.now)
+    await asyncio.sleep(0)  # the release runs in a task of its own
+    assert not w.scheduler.flushes and budget.taken == 1
+    assert [f.sent for f in budget.feedback_seen] == [False]
+
+
+async def test_a_slot_taken_for_a_batch_that_makes_no_request_is_given_back() -> None:
+    class Quiet(VariantSync):
+        async def send(self, client: Any, account: str, operation: str, payloads: Any) -> Any:
+            return [OK] * len(payloads)  # decided without asking M2E
+
+    budget, clock = FakeLimiter(), HandClock()
+    w = worker(budget, clock, service=Quiet({ACCT}), batch_linger_ms=1000, batch_max_items=2)
+    await w.poller.ingest({TP: [record(0, "A", 1.0), record(1, "B", 1.0)]})
+    await w.scheduler._consider(only_bucket(w), clock.now)
+    await asyncio.gather(*w.scheduler.flushes)
+    await asyncio.sleep(0)
+    assert budget.taken == 1 and [f.sent for f in budget.feedback_seen] == [False]
 
 
 async def test_a_newer_batch_for_a_key_waits_until_the_older_ones_results_are_published() -> None:
