@@ -45,8 +45,9 @@ test: lint tools
 	  $(BIN)/m2e-sync stack down; exit $$status
 
 # The benchmark suite against the real stack: rewrites bench/RESULTS.md and its pictures,
-# bench/MERCHANTS.md (1,000 accounts, bench/many_merchants.py), bench/WINDOWS.md (the
-# budget at the server's window, bench/windows.py) and bench/PEER.md (Benthos side by side).
+# bench/MERCHANTS.md (1,000 accounts and what one request costs, bench/many_merchants.py),
+# bench/WINDOWS.md (the budget at the server's window, bench/windows.py) and bench/PEER.md
+# (Benthos side by side).
 bench: venv
 	@$(BIN)/m2e-sync stack up || { $(BIN)/m2e-sync stack down; exit 1; }
 	@status=0; $(BIN)/python bench/suite.py || status=$$?; \
