@@ -364,11 +364,12 @@ def report(r: dict[str, Any]) -> None:
         f"produce→API p50/p99 before the hot drain {r['p50_before_s']}/{r['p99_before_s']} s, "
         f"during {r['p50_during_s']}/{r['p99_during_s']} s (target p99 ≤ {LINGER_MS / 1000 + 0.5} s)"
     )
-    print(
-        f"  once the hot backlog was read past ({r['read_past_after_s']} s after it was "
-        f"published), while it drains: {r['drain_messages']} trickle messages, p50/p99 "
-        f"{r['p50_drain_s']}/{r['p99_drain_s']} s; {r['hot_requests_draining']} hot requests"
-    )
+    if r["hot_messages"]:
+        print(
+            f"  once the hot backlog was read past ({r['read_past_after_s']} s after it was "
+            f"published), while it drains: {r['drain_messages']} trickle messages, p50/p99 "
+            f"{r['p50_drain_s']}/{r['p99_drain_s']} s; {r['hot_requests_draining']} hot requests"
+        )
     print(
         f"  hot account: {r['hot_messages']} messages, {r['hot_requests']} requests, "
         f"{r['hot_items_per_request']} items per request"
@@ -452,9 +453,15 @@ def describe_cost(r: dict[str, Any]) -> str:
     )
 
 
+def hot(r: dict[str, Any]) -> str:
+    return f"{r['hot_items_per_request']} ({r['hot_requests']})" if r["hot_messages"] else "—"
+
+
 def drain(r: dict[str, Any]) -> str:
+    if r["hot_messages"] == 0:
+        return "—"
     if r["read_past_after_s"] is None:
-        return "—" if r["hot_messages"] == 0 else "not read past within the run"
+        return "not read past within the run"
     return (
         f"{r['p50_drain_s']} / {r['p99_drain_s']} s ({r['read_past_after_s']} s after it was "
         f"published; {r['drain_messages']})"
@@ -475,9 +482,10 @@ def write(
         "Kafka and Redis share the machine.",
         "",
         "| scenario | trickle p50 / p99 before the hot backlog | during | of which once it was "
-        "read past (when; trickle messages) | not applied at the end | requests | CPU per request | CPU per 10,000 messages | RSS per process | "
+        "read past (when; trickle messages) | not applied at the end | requests | hot account: "
+        "items per request (requests) | CPU per request | CPU per 10,000 messages | RSS per process | "
         "Redis commands/s | 429s | KafkaTimeoutError | duplicate results | /metrics samples |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results:
         lines.append(
@@ -485,6 +493,7 @@ def write(
             f"| {r['p50_during_s']} / {r['p99_during_s']} s "
             f"| {drain(r)} "
             f"| {r['trickle_missing']} of {r['trickle_messages']} | {r['requests']} "
+            f"| {hot(r)} "
             f"| {r['cpu_ms_per_request']} ms | {r['cpu_s_per_10k_messages']} s "
             f"| {max(r['rss_mb'])} MB | {r['redis_commands_per_s']} | {r['throttled']} "
             f"| {r['kafka_timeouts']} | {r['duplicate_results']} | {max(r['metric_samples'])} |"
