@@ -3,14 +3,14 @@
     client = M2EClient(base_url, credentials, limiter, retry=RetryPolicy())
     await client.update_variants(account_token, [{"sku": "A-1", "price": 9.5}])
 
-The client is the one owner of the rate budget: it resolves an account token to its
-access token once (`Credentials.lookup`: an unknown account raises `UnknownAccount`,
-the same everywhere), and every call takes a token from that access token's limiter
-bucket first, sends the access token, and feeds the rate-limit headers back to the
-limiter. The scheduler asks it, not the limiter, when an account could send (`take`:
-a slot free then is taken for the batch's first request, one round trip for both). Its errors are one tree (shared.m2e.errors); a 2xx whose body is not the
-documented JSON is a transient failure, like a 5xx. Access tokens never appear in an
-exception, a log line or a metric.
+The client is the one owner of the rate budget: it resolves an account token to its access
+token once (`Credentials.lookup`: an unknown account raises `UnknownAccount`, the same
+everywhere), and every call takes a token from that access token's limiter bucket first,
+sends the access token, and feeds the rate-limit headers back to the limiter. The
+scheduler asks it, not the limiter, when an account could send (`take`: a slot free then
+is taken for the batch's first request, one round trip for both). Its errors are one tree
+(shared.m2e.errors); a 2xx whose body is not the documented JSON is a transient failure,
+like a 5xx. Access tokens never appear in an exception, a log line or a metric.
 """
 
 from __future__ import annotations
