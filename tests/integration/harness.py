@@ -35,10 +35,19 @@ ACCT_B = "6f1c2d3e-00b1-4a5b-8c9d-0000000000b1"
 CREDENTIALS = {ACCT_A: TOKEN_A, ACCT_A2: TOKEN_A, ACCT_B: TOKEN_B}
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port never handed out before in this process: a port is free again once its
+    probe socket closes, and two processes started together could both be given it."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def sandbox_config(
