@@ -84,28 +84,20 @@ async def duplicate_results(topic: str) -> int:
     return sum(n - 1 for n in seen.values() if n > 1)
 
 
-def consumed(port: int, topic: str) -> float:
-    """Messages of `topic` a worker consumed (its counter; 0 when it does not answer)."""
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    except httpx.HTTPError:
-        return 0.0
-    mark = f'topic="{topic}"'
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("m2e_sync_messages_consumed_total{") and mark in line
-    )
-
-
-async def read_past(topic: str, ports: list[int], published: asyncio.Task[int]) -> float:
+async def read_past(
+    topic: str, workers: list[WorkerProcess], published: asyncio.Task[int]
+) -> float:
     """When the workers had consumed everything published to the input up to the end of
     the hot backlog: from then on the hot account drains at its budget's pace (what is past
     its per-account bound waits in the retry topic) and the others' new messages come
     after it."""
     await published
     total = sum((await end_offsets(BOOTSTRAP, topic)).values())
-    while sum([await asyncio.to_thread(consumed, port, topic) for port in ports]) < total:
+
+    def consumed() -> float:
+        return sum(w.metric("m2e_sync_messages_consumed_total", topic=topic) for w in workers)
+
+    while await asyncio.to_thread(consumed) < total:
         await asyncio.sleep(0.2)
     return time.time()
 
@@ -237,8 +229,7 @@ async def run(
                     for s in hot_skus
                 ]
                 backlog_task = asyncio.create_task(produce(topic, backlog))
-                ports = [w.port for w in workers]
-                past_task = asyncio.create_task(read_past(topic, ports, backlog_task))
+                past_task = asyncio.create_task(read_past(topic, workers, backlog_task))
                 hot_published, hot_sent = True, len(backlog)
                 hot_wall = time.time()
             due = int(accounts * rate * elapsed) - sent

@@ -10,8 +10,9 @@ is sent
   merging instead of being sent half full.
 
 A bucket has up to `batch_max_in_flight` batches in flight, never two with one key
-(shared.worker.flights), so two events for one key never reach the API out of order. Each send runs in a task of its own: a throttled or failing account never
-holds up another. A batch that fails transiently, or whose account answers 401, is put
+(shared.worker.flights), so two events for one key never reach the API out of order.
+Each send runs in a task of its own: a throttled or failing account never holds up
+another. A batch that fails transiently, or whose account answers 401, is put
 back unsettled and its bucket backs off: nothing is ever dropped. An account failing for
 long is parked instead (shared.worker.park): its items, and any that must follow them,
 move to the retry topic, before anything else is considered for its bucket.

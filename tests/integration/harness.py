@@ -268,16 +268,19 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
 
-    def metric(self, name: str) -> float:
-        """Sum of a metric's samples, 0 when absent or the process does not answer."""
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples (those with these label values), 0 when absent or the
+        process does not answer."""
         try:
             text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
         except httpx.HTTPError:
             return 0.0
+        marks = [f'{k}="{v}"' for k, v in labels.items()]
         total = 0.0
         for line in text.splitlines():
             if line.startswith(name + "{") or line.startswith(name + " "):
-                total += float(line.rsplit(" ", 1)[1])
+                if all(mark in line for mark in marks):
+                    total += float(line.rsplit(" ", 1)[1])
         return total
 
     def ready(self) -> bool:
