@@ -25,6 +25,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry, make_asgi_app
 
+from shared import gc_tuning
 from shared.budget import build_limiter, redis_client
 from shared.catalog import CatalogView, MemoryView, RedisView
 from shared.config import WorkerSettings
@@ -269,6 +270,7 @@ async def serve(service: Service, settings: WorkerSettings) -> int:
         server.should_exit = True
 
     guards = [asyncio.create_task(watchdog()), asyncio.create_task(fatal())]
+    gc_tuning.tune()
     try:
         await server.serve()
     finally:
