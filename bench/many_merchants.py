@@ -234,7 +234,9 @@ async def run(
 
         produced: dict[tuple[str, float], float] = {}  # (sku, price) → produce time
         phase_of: dict[tuple[str, float], str] = {}
-        hot_at = seconds / 3
+        # With a hot backlog, "during" begins when it is published (a third in); without
+        # one, after the first minute (or half the run): lag is bounded if it is no worse.
+        hot_at = seconds / 3 if hot else min(60.0, seconds / 2)
         producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=0)
         await producer.start()
         backlog_task: asyncio.Task[int] | None = None
@@ -247,8 +249,9 @@ async def run(
         rng = random.Random(7)
         while (elapsed := time.monotonic() - started) < seconds:
             if not hot_published and elapsed >= hot_at:
-                backlog_task = asyncio.create_task(publish_hot(topic, hot_account, hot))
-                past_task = asyncio.create_task(read_past(topic, workers, backlog_task))
+                if hot:
+                    backlog_task = asyncio.create_task(publish_hot(topic, hot_account, hot))
+                    past_task = asyncio.create_task(read_past(topic, workers, backlog_task))
                 hot_published, hot_sent = True, hot // HOT_SKUS * HOT_SKUS
                 hot_wall = time.time()
             due = int(accounts * rate * elapsed) - sent
@@ -316,6 +319,7 @@ async def run(
         consumed = sent + hot_sent
         return {
             "accounts": accounts,
+            "replicas": replicas,
             "tokens": tokens,
             "rate_per_account": rate,
             "seconds": round(wall, 1),
@@ -375,7 +379,7 @@ def met(r: dict[str, Any]) -> bool:
 def report(r: dict[str, Any]) -> None:
     print(
         f"{r['accounts']} accounts over {r['tokens']} tokens, {r['rate_per_account']} update/s each, "
-        f"{r['seconds']} s, 3 replicas"
+        f"{r['seconds']} s, {r['replicas']} replica(s)"
     )
     print(
         f"  trickle: {r['trickle_messages']} messages ({r['trickle_missing']} not applied); "
@@ -412,10 +416,25 @@ SCENARIOS = [
         "the same with the hot account never moved aside (MAX_PENDING_PER_ACCOUNT=10⁹)",
         {"env": {"MAX_PENDING_PER_ACCOUNT": "1000000000"}, "seconds": 120},
     ),
-    ("1 update/s per account, no hot backlog, keyed by SKU", {"rate": 1.0, "hot": 0}),
+    # 120 s without a hot backlog: "before" is the first minute, "during" the second.
+    ("1 update/s per account, keyed by SKU", {"rate": 1.0, "hot": 0, "seconds": 120}),
     (
-        "1 update/s per account, no hot backlog, keyed by account",
-        {"rate": 1.0, "hot": 0, "key_by_account": True},
+        "1 update/s per account, keyed by account",
+        {"rate": 1.0, "hot": 0, "seconds": 120, "key_by_account": True},
+    ),
+    # One worker short of CPU: its batches grow (a bucket's turn comes later and carries
+    # what arrived meanwhile), so each message costs less, and lag stays bounded.
+    (
+        "1 update/s per account, keyed by account, one replica (1,000 tokens: the budget "
+        "never binds, the CPU does)",
+        {
+            "rate": 1.0,
+            "hot": 0,
+            "seconds": 120,
+            "key_by_account": True,
+            "replicas": 1,
+            "tokens": 1000,
+        },
     ),
 ]
 # Measured before this work (the issue's figures, fa743fa, same machine).
@@ -499,8 +518,9 @@ def write(
         f"linger {LINGER_MS} ms, METRICS_PER_ACCOUNT=false; the sandbox, the producer, "
         "Kafka and Redis share the machine.",
         "",
-        "| scenario | trickle p50 / p99 before the hot backlog | during | of which once it was "
-        "read past (when; trickle messages) | not applied at the end | requests | hot account: "
+        "| scenario | trickle p50 / p99 before the hot backlog (without one: the first minute) "
+        "| during (without one: the second minute) | of which once it was "
+        "read past (when; trickle messages) | not applied at the end | requests (messages per request) | hot account: "
         "items per request (requests) | CPU per request | CPU per 10,000 messages | RSS per process | "
         "Redis commands/s | 429s | KafkaTimeoutError | duplicate results | /metrics samples |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -510,7 +530,8 @@ def write(
             f"| {name} | {r['p50_before_s']} / {r['p99_before_s']} s "
             f"| {r['p50_during_s']} / {r['p99_during_s']} s "
             f"| {drain(r)} "
-            f"| {r['trickle_missing']} of {r['trickle_messages']} | {r['requests']} "
+            f"| {r['trickle_missing']} of {r['trickle_messages']} "
+            f"| {r['requests']} ({r['messages_per_request']}) "
             f"| {hot(r)} "
             f"| {r['cpu_ms_per_request']} ms | {r['cpu_s_per_10k_messages']} s "
             f"| {max(r['rss_mb'])} MB | {r['redis_commands_per_s']} | {r['throttled']} "
@@ -521,7 +542,8 @@ def write(
         "Targets from the issue: 0 × 429, 0 KafkaTimeoutError, 0 duplicate results, RSS ≤ "
         "300 MB, /metrics under 3,000 samples, trickle p99 ≤ linger + 500 ms "
         f"({LINGER_MS / 1000 + 0.5:g} s) before and during the hot drain, ≤ 3 ms of CPU per "
-        "request, p99 ≤ 5 s at 1 update/s per account; each row's figures say which hold. "
+        "request, at 1 update/s per account lag bounded (the second minute no worse than the "
+        "first) with p99 ≤ 5 s; each row's figures say which hold. "
         "At 1 update/s per account this machine is saturated (the sandbox, the producer, "
         'Kafka and Redis share its 2 CPUs with the workers). "During" is every trickle '
         'message published after the hot backlog; "once it was read past" those published '
@@ -578,6 +600,8 @@ def main() -> None:
         results = []
         for name, overrides in SCENARIOS:
             kw: dict[str, Any] = {
+                "tokens": a.tokens,
+                "replicas": a.replicas,
                 "rate": a.rate,
                 "seconds": a.seconds,
                 "hot": a.hot,
@@ -589,11 +613,11 @@ def main() -> None:
             r = asyncio.run(
                 run(
                     a.accounts,
-                    a.tokens,
+                    kw["tokens"],
                     kw["rate"],
                     kw["seconds"],
                     kw["hot"],
-                    a.replicas,
+                    kw["replicas"],
                     kw["env"],
                     kw["key_by_account"],
                 )
