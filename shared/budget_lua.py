@@ -7,12 +7,14 @@ do and why): one asks for a slot, one records what an answer said. Each reads Re
 # ARGV: [1] period_us (0: learn), [2] configured limit, [3] safety, [4] take (1/0),
 # [5] ticket, [6] jitter_us, [7] in-flight ttl_us, [8] wait while a reset is probed (us),
 # [9] conservative period_us, [10] priority (1: highest), [11] minimum share, [12] grace_us,
-# [13] how long a window's probe may stay unanswered before another goes (us).
+# [13] how long a window's probe may stay unanswered before another goes (us), [14] paced
+# (1: spend a known fixed window no faster than evenly, at any priority).
 # Returns {allowed (1/0), wait_us}.
 ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local take, prio, grace = ARGV[4] == '1', tonumber(ARGV[10]), tonumber(ARGV[12])
+local paced = ARGV[14] == '1'
 local jitter, probe_wait, ttl = tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[7])
 local function refuse(wait)
   -- A caller told to wait marks its priority until then, so lower ones leave it the slot.
@@ -107,9 +109,10 @@ if reset and fallback <= now then
       end
     end
     if avail <= 0 then return refuse(reset + jitter - now) end
-    if prio == 1 then return grant() end
-    -- Below the highest priority, spend no faster than evenly over the window, so that
-    -- whatever a higher one needs next finds a slot; it alone may go ahead of that pace.
+    if prio == 1 and (sliding or not paced) then return grant() end
+    -- Below the highest priority, and for a paced backlog, spend no faster than evenly over
+    -- the window, so that whatever a higher one needs next finds a slot; it alone may go
+    -- ahead of that pace.
     local window_limit = tonumber(w[3]) - over
     if avail >= math.ceil(window_limit * (reset - now) / period) then return grant() end
     local wait = reset - math.floor(avail * period / window_limit) - now

@@ -103,9 +103,10 @@ class Limiter(Protocol):
 
     async def ready_in(self, bucket: str) -> float: ...
 
-    async def take(self, bucket: str, ticket: str) -> float:
+    async def take(self, bucket: str, ticket: str, paced: bool = False) -> float:
         """Take a slot under `ticket` if one is free now (0.0); else the seconds until one
-        may be, taking nothing: a look and a first request's grant in one call."""
+        may be, taking nothing: a look and a first request's grant in one call. `paced`:
+        a backlog's request, granted no faster than evenly over the window."""
         ...
 
     async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None: ...
@@ -131,7 +132,7 @@ class UnlimitedLimiter:
     async def ready_in(self, bucket: str) -> float:
         return 0.0
 
-    async def take(self, bucket: str, ticket: str) -> float:
+    async def take(self, bucket: str, ticket: str, paced: bool = False) -> float:
         return 0.0
 
     async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
@@ -186,8 +187,8 @@ class LocalLimiter:
         left = granted + limiter.time_period - asyncio.get_running_loop().time()
         return min(limiter.time_period, max(left, 0.001))
 
-    async def take(self, bucket: str, ticket: str) -> float:
-        wait = await self.ready_in(bucket)
+    async def take(self, bucket: str, ticket: str, paced: bool = False) -> float:
+        wait = await self.ready_in(bucket)  # evenly spaced already: paced or not
         if wait > 0:
             return wait
         await self.acquire(bucket, ticket)
@@ -272,8 +273,8 @@ class FailoverLimiter:
     async def ready_in(self, bucket: str) -> float:
         return float(await self._call("ready_in", bucket))  # type: ignore[arg-type]
 
-    async def take(self, bucket: str, ticket: str) -> float:
-        return float(await self._call("take", bucket, ticket))  # type: ignore[arg-type]
+    async def take(self, bucket: str, ticket: str, paced: bool = False) -> float:
+        return float(await self._call("take", bucket, ticket, paced))  # type: ignore[arg-type]
 
     async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
         await self._local.feedback(bucket, feedback)  # the fallback knows too

@@ -44,6 +44,9 @@ updates are about to need, and the window is still used in full (a sliding windo
 reset ends no window: there a lower priority takes any free slot no higher one claims). Neither rule holds
 back a priority granted less than `min_share` of the limit over the last period, and
 every priority leaves lower ones asking now what remains of their share of the window.
+A paced take (`take(..., paced=True)`: a backlog read back from the retry topic) is spent
+evenly over a known fixed window at any priority: the backlog drains at the same pace, but
+reading it back and sending it no longer falls all in the window's first seconds.
 
 Learning: with `RATE_LIMIT_PERIOD_S` unset, the period is the longest time to a reset
 seen (a window's first request sees all of it), once two windows have been seen; until
@@ -118,7 +121,7 @@ class RedisLimiter:
             f"{base}:log",
         ]
 
-    async def _try(self, bucket: str, take: bool, ticket: str) -> float:
+    async def _try(self, bucket: str, take: bool, ticket: str, paced: bool = False) -> float:
         p = self._policy
         allowed, wait_us = await self._acquire(
             keys=self._keys(bucket),
@@ -136,6 +139,7 @@ class RedisLimiter:
                 p.min_share,
                 int(max(p.jitter_s, PRIORITY_GRACE_S) * 1_000_000),
                 int(PROBE_TTL_S * 1_000_000),
+                1 if paced else 0,
             ],
         )
         return 0.0 if allowed else max(int(wait_us), 1) / 1_000_000
@@ -153,8 +157,8 @@ class RedisLimiter:
     async def ready_in(self, bucket: str) -> float:
         return await self._try(bucket, False, "")
 
-    async def take(self, bucket: str, ticket: str) -> float:
-        return await self._try(bucket, True, ticket)
+    async def take(self, bucket: str, ticket: str, paced: bool = False) -> float:
+        return await self._try(bucket, True, ticket, paced)
 
     async def feedback(self, bucket: str, feedback: RateFeedback, ticket: str = "") -> None:
         p = self._policy

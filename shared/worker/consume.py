@@ -8,8 +8,9 @@ unsettled, and resumes below half of both: memory is bounded in bytes too, so a 
 holding large inline invoices pauses long before its pod's memory limit.
 
 The retry topic (shared.worker.park) is read like the input, except that a record not
-yet due pauses its partition until it is, and that a retry partition pauses while a
-batch's worth of its messages is unsettled: parked accounts never fill the memory bound.
+yet due pauses its partition until it is, and that no more of a retry partition is taken
+than keeps a batch's worth of its messages unsettled: parked accounts, and a hot account's
+backlog coming back, never fill the memory bound.
 """
 
 from __future__ import annotations
@@ -48,10 +49,7 @@ class Poller:
         while not self.stopping:
             self._backpressure(consumer)
             try:
-                batch = await consumer.getmany(
-                    timeout_ms=POLL_TIMEOUT_MS,
-                    max_records=self._ctx.settings.kafka_max_poll_records,
-                )
+                batch = await self._poll(consumer)
             except KafkaError as exc:
                 log.warning("poll failed: %s", exc)
                 await asyncio.sleep(1.0)
@@ -62,6 +60,39 @@ class Poller:
             if batch:
                 await self.ingest(self._due(consumer, batch))
             await self._follow_positions(consumer)
+
+    async def _poll(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        """One poll: the input partitions' records, then of each retry partition no more
+        than keeps a batch's worth unsettled. A single `getmany` over both would hand over
+        a whole fetch of a retry partition at once (up to `kafka_max_poll_records`), and a
+        hot account's backlog read back would fill the memory bound and pause fetching for
+        everyone. What a poll leaves stays in the consumer's buffer for the next one."""
+        assigned = consumer.assignment()
+        inputs = [tp for tp in assigned if not self._parker.is_retry(tp.topic)]
+        batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
+        if inputs:
+            batch = await consumer.getmany(
+                *inputs,
+                timeout_ms=POLL_TIMEOUT_MS,
+                max_records=self._ctx.settings.kafka_max_poll_records,
+            )
+        else:  # `getmany()` with no partitions would read the retry ones whole
+            await asyncio.sleep(POLL_TIMEOUT_MS / 1000)
+        bound, trackers, paused = (
+            self._ctx.coalescer.max_items,
+            self._ctx.partitions.trackers,
+            consumer.paused(),
+        )
+        for tp in assigned:
+            if not self._parker.is_retry(tp.topic) or tp in paused:
+                continue
+            tracker = trackers.get(tp)
+            room = bound - (tracker.pending if tracker is not None else 0)
+            if room > 0:
+                batch.update(await consumer.getmany(tp, timeout_ms=0, max_records=room))
+        return batch
 
     async def _follow_positions(self, consumer: AIOKafkaConsumer) -> None:
         """Offsets that never yield a record — transaction markers, aborted records, as any

@@ -120,6 +120,15 @@ class AccountHealth:
         return sum(1 for account in self._since if self.parked(account))
 
 
+def draining(bucket: Bucket) -> bool:
+    """The bucket's next batch comes from the retry topic (its oldest item was read back): a
+    backlog, whose sends are paced over the window (`Limiter.take`) rather than burst at its
+    start, when reading it back would take the CPU every other account waits for."""
+    for pending in bucket.items.values():
+        return pending.sources[0].origin is not None
+    return False
+
+
 class Parker:
     def __init__(
         self, ctx: Context, input_topic: str, settler: Settler, wall: Clock = time.time

@@ -37,7 +37,7 @@ from shared.results import ErrorInfo
 from shared.service import Fatal, ItemOutcome
 from shared.worker.context import Context
 from shared.worker.flights import Flights
-from shared.worker.park import UNAUTHORIZED, Parker
+from shared.worker.park import UNAUTHORIZED, Parker, draining
 from shared.worker.poison import send_isolating
 from shared.worker.settle import Settler
 
@@ -126,14 +126,14 @@ class Scheduler:
                     return math.inf  # woken when that batch ends
             if self._held(bucket):
                 return math.inf  # woken when its partition catches up
-            ready_at, ticket = await self._token_at(key.account_token, now)
+            ready_at, ticket = await self._token_at(key.account_token, now, draining(bucket))
             if ready_at > now:
                 return ready_at
         self._launch(bucket, ticket)
         # Another batch of other keys may go alongside: look again at once.
         return now if bucket.items and not self._in_flight.full(key) else math.inf
 
-    async def _token_at(self, account: str, now: float) -> tuple[float, str | None]:
+    async def _token_at(self, account: str, now: float, paced: bool) -> tuple[float, str | None]:
         """When the account's budget has a token, remembered so a busy account is not asked
         again before then; `now` and a ticket: one was free and is taken for the batch."""
         ready_at = self._ready_at.get(account, 0.0)
@@ -141,7 +141,7 @@ class Scheduler:
             return ready_at, None
         ticket = uuid.uuid4().hex
         try:
-            wait = await self._client.take(account, ticket)
+            wait = await self._client.take(account, ticket, paced)
         except UnknownAccount:
             return now, None  # the send fails it with the reason
         if wait > 0:

@@ -215,6 +215,29 @@ async def test_a_take_holds_its_slot_in_flight_like_an_acquire(redis_url: str) -
         await one.close()
 
 
+async def test_a_paced_take_spends_a_known_window_evenly_and_in_full(redis_url: str) -> None:
+    """A backlog read back from the retry topic asks for paced slots: even at the highest
+    priority it is granted no faster than evenly over the window, so its window's sends
+    (and the work of reading them back) do not all fall in the window's first second."""
+    one = limiter(redis_url, f"it-win-{uuid.uuid4().hex[:6]}", 10, 2.0)
+    try:
+        await one.acquire("b", "t0")
+        opened = time.monotonic()
+        await one.feedback("b", RateFeedback(limit=10, remaining=9, retry_at=time.time() + 2), "t0")
+        granted: list[float] = []
+        while len(granted) < 9 and time.monotonic() - opened < 3.0:
+            wait = await one.take("b", uuid.uuid4().hex, paced=True)
+            if wait > 0:
+                assert wait <= 0.25  # told when its next slot comes: one interval at most
+                await asyncio.sleep(wait)
+            else:
+                granted.append(time.monotonic() - opened)
+        assert len(granted) == 9, granted  # the window used in full ...
+        assert granted[1] - granted[0] > 0.1 and granted[-1] > 1.4, granted  # ... evenly
+    finally:
+        await one.close()
+
+
 async def test_headers_that_contradict_themselves_fall_back_to_even_spacing(
     redis_url: str,
 ) -> None:

@@ -13,6 +13,7 @@ class FakeLimiter:
         self.wait = 0.0
         self.taken = 0
         self.asked: list[str] = []
+        self.paced: list[bool] = []  # per take: asked for a paced slot
         self.calls = 0  # round trips to the budget, of any kind
         self.on_take: Callable[[], None] | None = None  # runs while a take is awaited
         self.feedback_seen: list[RateFeedback] = []
@@ -27,9 +28,10 @@ class FakeLimiter:
         self.asked.append(bucket)
         return self.wait
 
-    async def take(self, bucket: str, ticket: str) -> float:
+    async def take(self, bucket: str, ticket: str, paced: bool = False) -> float:
         self.calls += 1
         self.asked.append(bucket)
+        self.paced.append(paced)
         if self.on_take is not None:
             self.on_take()
         if self.wait <= 0:

@@ -304,6 +304,23 @@ async def test_a_hot_accounts_backlog_moves_aside_and_comes_back_at_once_in_orde
     assert len(sent) == 15
 
 
+async def test_a_backlog_read_back_asks_its_budget_for_paced_slots() -> None:
+    """What comes back from the retry topic is a backlog: its window is spent evenly (the
+    limiter's `paced`), so reading it back and sending it is spread over the window instead
+    of all falling in the window's first seconds, when every other account waits for the
+    CPU. Fresh messages still go at once."""
+    w, service, clock, _ = setup()
+    service.revoked = False
+    budget = w.client._limiter
+    await w.poller.ingest({TP: [rec(0, ACCT, "H1", 1.0)]})
+    await step(w, clock())
+    back = [rec(i, ACCT, f"X{i}", 1.0, RETRY_TP, retry_headers(ACCT, 0, i)) for i in range(3)]
+    await w.poller.ingest(w.poller._due(FakeConsumer(), {RETRY_TP: back}))
+    await step(w, clock() + 1)
+    assert service.sent == [(ACCT, [("H1", 1.0)]), (ACCT, [("X0", 1.0), ("X1", 1.0), ("X2", 1.0)])]
+    assert budget.paced == [False, True]
+
+
 def test_a_per_account_bound_below_a_batch_fails_at_start_naming_it() -> None:
     with pytest.raises(ConfigError, match="MAX_PENDING_PER_ACCOUNT"):
         load_settings(max_pending_per_account=100, batch_max_items=500)
