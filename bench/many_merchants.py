@@ -287,7 +287,7 @@ async def run(
                 past_at = past_task.result()
             else:
                 past_task.cancel()
-        wall = time.monotonic() - started
+        wall, ended = time.monotonic() - started, time.time()
         commands = int(r.info("stats")["total_commands_processed"]) - commands0
         stats = {w.proc.pid: proc_stats(w.proc.pid) for w in workers}
         cpu = sum(stats[p][0] - cpu0[p] for p in stats)
@@ -318,6 +318,9 @@ async def run(
         )
         items_per_request = [e["items"] for e in log if e["user"] == hot_user and e.get("items")]
         consumed = sent + hot_sent
+        hot_windows = Counter(
+            e["window"] for e in log if e["user"] == hot_user and e.get("window") is not None
+        )
         return {
             "accounts": accounts,
             "replicas": replicas,
@@ -339,6 +342,9 @@ async def run(
             "hot_requests_draining": sum(
                 1 for e in log if e["user"] == hot_user and e.get("items") and e["t"] >= past_at
             ),
+            # Its requests in each of the token's windows (the sandbox's, 60 s): its pace.
+            "hot_per_window": [n for _, n in sorted(hot_windows.items())],
+            "hot_last_window_cut": bool(hot_windows) and max(hot_windows) + 60 > ended,
             "hot_messages": hot_sent,
             "hot_requests": len(items_per_request),
             "hot_items_per_request": round(
@@ -409,7 +415,7 @@ def report(r: dict[str, Any]) -> None:
         )
     print(
         f"  hot account: {r['hot_messages']} messages, {r['hot_requests']} requests, "
-        f"{r['hot_items_per_request']} items per request"
+        f"{r['hot_items_per_request']} items per request, {per_window(r)} (its budget: 100)"
     )
     print(
         f"  CPU {r['cpu_s_per_10k_messages']} s per 10,000 messages, {r['cpu_ms_per_request']} ms "
@@ -506,7 +512,18 @@ def describe_cost(r: dict[str, Any]) -> str:
 
 
 def hot(r: dict[str, Any]) -> str:
-    return f"{r['hot_items_per_request']} ({r['hot_requests']})" if r["hot_messages"] else "—"
+    if not r["hot_messages"]:
+        return "—"
+    return f"{r['hot_items_per_request']} ({r['hot_requests']}: {per_window(r)})"
+
+
+def per_window(r: dict[str, Any]) -> str:
+    """The hot account's requests in each window of its token, the last one cut by the run's
+    end marked so."""
+    counts = [str(n) for n in r.get("hot_per_window", [])]
+    if counts and r.get("hot_last_window_cut"):
+        counts[-1] += " so far"
+    return "per 60-s window " + ", ".join(counts) if counts else "no window"
 
 
 def drain(r: dict[str, Any]) -> str:
