@@ -5,6 +5,7 @@
     await limiter.acquire(bucket, ticket)     # wait for a token of that bucket
     await limiter.ready_in(bucket)            # seconds until one is free (0.0: now)
     await limiter.take(bucket, ticket)        # the same, but a free one is taken (0.0)
+    await limiter.take(bucket, ticket, paced=True)   # a backlog's: evenly over the window
     await limiter.feedback(bucket, RateFeedback(...), ticket)   # what the server said
 
 A ticket names one request, so its answer clears it from what is in flight.

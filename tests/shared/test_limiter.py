@@ -102,7 +102,7 @@ class BrokenRedis:
     async def ready_in(self, account: str) -> float:
         return await self.acquire(account)
 
-    async def take(self, account: str, ticket: str) -> float:
+    async def take(self, account: str, ticket: str, paced: bool = False) -> float:
         return await self.acquire(account)
 
     async def feedback(self, account: str, fb: RateFeedback, ticket: str = "") -> None:
