@@ -128,11 +128,9 @@ class M2EClient:
         return self._credentials.lookup(account_token)[1]
 
     async def take(self, account_token: str, ticket: str, paced: bool = False) -> float:
-        """Seconds until the account's budget allows a request, taking nothing; 0.0: a free
-        slot was taken under `ticket` for a flight's first request (`Flight.prepaid`).
-        `paced`: a backlog's, spread evenly over the window."""
-        bucket = self._credentials.lookup(account_token)[1]
-        return await self._limiter.take(bucket, ticket, paced)
+        """Seconds until the account's budget allows a request (`paced`: a backlog's, evenly
+        over the window); 0.0: a slot was taken under `ticket` (`Flight.prepaid`)."""
+        return await self._limiter.take(self._credentials.lookup(account_token)[1], ticket, paced)
 
     def release(self, account_token: str, ticket: str) -> None:
         """A slot taken and never used: give it back."""
