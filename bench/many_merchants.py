@@ -316,11 +316,10 @@ async def run(
         hot_user = next(
             u.config.name for u in sandbox.sandbox.users.values() if hot_account in u.account_tokens
         )
-        items_per_request = [e["items"] for e in log if e["user"] == hot_user and e.get("items")]
+        hot_log = [e for e in log if e["user"] == hot_user]  # the hot account's requests
+        items_per_request = [e["items"] for e in hot_log if e.get("items")]
         consumed = sent + hot_sent
-        hot_windows = Counter(
-            e["window"] for e in log if e["user"] == hot_user and e.get("window") is not None
-        )
+        hot_windows = Counter(e["window"] for e in hot_log if e.get("window") is not None)
         return {
             "accounts": accounts,
             "replicas": replicas,
@@ -340,7 +339,7 @@ async def run(
             "read_past_after_s": None if past_at == math.inf else round(past_at - hot_wall, 1),
             "hot_published_in_s": published_in,
             "hot_requests_draining": sum(
-                1 for e in log if e["user"] == hot_user and e.get("items") and e["t"] >= past_at
+                1 for e in hot_log if e.get("items") and e["t"] >= past_at
             ),
             # Its requests in each of the token's windows (the sandbox's, 60 s): its pace.
             "hot_per_window": [n for _, n in sorted(hot_windows.items())],
